@@ -1,0 +1,1 @@
+"""export package (see ../shared/design.md); filled in by later issues."""

@@ -1,0 +1,89 @@
+"""The frozen model configuration that travels inside every checkpoint and manifest.
+
+Export and the service rebuild the network from this object, never from flags,
+so everything that changes the weights' shapes or the forward pass lives here.
+Run-time knobs that do not change weights (how many patches to refine) have
+defaults here and can be overridden per call.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CONFIG_VERSION = 1
+
+BackboneName = Literal["mobilenetv2", "resnet18", "resnet34", "resnet50"]
+RefineMode = Literal["topk", "band", "full", "none"]
+
+
+class ModelConfig(BaseModel):
+    """Architecture of one matting network (coarse stage + sparse refiner)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    config_version: int = CONFIG_VERSION
+    backbone: BackboneName = "mobilenetv2"
+    # 16 dilates the last stage as DeepLabV3 and seed 002 do; 32 keeps it strided.
+    output_stride: Literal[16, 32] = 16
+    # Seed 002: a 6-channel stem takes the image and a background plate.
+    background_input: bool = False
+    aspp_channels: int = Field(256, ge=8)
+    aspp_rates: tuple[int, int, int] = (3, 6, 9)
+    decoder_channels: tuple[int, int, int] = (128, 64, 48)
+    hidden_channels: int = Field(32, ge=1)
+    # Refiner widths, seed 002: C*BR24-C*BR16 at half resolution, C*BR12-C*4 at full.
+    refiner_channels: tuple[int, int, int] = (24, 16, 12)
+    # The coarse stage runs on the image shrunk by a power of two so that its long
+    # side is at most this (HD -> 1/4, 4K -> 1/8 for 512).
+    coarse_long_side: int = Field(512, ge=32)
+    # Defaults for the run-time refinement; callers may override them.
+    refine_mode: RefineMode = "topk"
+    # Fraction of the 4x4 full-resolution patches refined in top-k mode; seed 002
+    # samples 80k pixels at HD and 320k at 4K, about 4% of the patches at both.
+    refine_fraction: float = Field(0.04, gt=0.0, le=1.0)
+    # Transition band for band mode (seed 000): lo < alpha < hi, then dilated.
+    band_low: float = Field(0.01, ge=0.0, lt=1.0)
+    band_high: float = Field(0.99, gt=0.0, le=1.0)
+    band_dilation: int = Field(1, ge=0, le=16)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.config_version != CONFIG_VERSION:
+            raise ValueError(
+                f"config_version {self.config_version} is not supported "
+                f"(this build reads version {CONFIG_VERSION})"
+            )
+        if self.band_low >= self.band_high:
+            raise ValueError("band_low must be below band_high")
+        return self
+
+    @property
+    def coarse_channels(self) -> int:
+        """Channels of the coarse output: alpha, foreground residual, error, hidden."""
+        return 1 + 3 + 1 + self.hidden_channels
+
+    @property
+    def image_channels(self) -> int:
+        return 6 if self.background_input else 3
+
+
+# Named variants. "realtime" is the small MobileNetV2 model, "quality" the ResNet-50 one.
+PRESETS: dict[str, ModelConfig] = {
+    "realtime": ModelConfig(backbone="mobilenetv2"),
+    "resnet18": ModelConfig(backbone="resnet18"),
+    "resnet34": ModelConfig(backbone="resnet34"),
+    "quality": ModelConfig(backbone="resnet50"),
+    "realtime-bgm": ModelConfig(backbone="mobilenetv2", background_input=True),
+    "quality-bgm": ModelConfig(backbone="resnet50", background_input=True),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    """Return a named variant, with an error that lists the known names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        known = ", ".join(sorted(PRESETS))
+        raise ValueError(f"unknown model preset {name!r}; known presets: {known}") from None

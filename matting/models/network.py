@@ -1,0 +1,128 @@
+"""The whole model: `MattingNet(config)(image[, background])`.
+
+1. Pad the full-resolution image (edge replication) to a multiple of the patch
+   size and of the coarse scale f, a power of two (HD -> 4, 4K -> 8).
+2. Average-pool by f and run the coarse stage there.
+3. Upsample coarse alpha and foreground residual bilinearly to full resolution,
+   select patches (top-k error, transition band, all, or none), refine them and
+   scatter them back; or refine densely ("full").
+4. Crop the padding off and clamp.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from matting.config import ModelConfig, RefineMode
+from matting.models.coarse import CoarseNet
+from matting.models.refiner import PATCH, PatchRefiner
+from matting.ops.padding import coarse_scale, pad_to_multiple
+from matting.ops.patches import PatchIndex, scatter_patches
+from matting.ops.selection import select_band, select_topk
+
+
+class MattingOutput(NamedTuple):
+    alpha: Tensor  # (B, 1, H, W) in [0, 1]
+    foreground: Tensor  # (B, 3, H, W) in [0, 1]
+    coarse_alpha: Tensor  # (B, 1, ceil(H/f), ceil(W/f))
+    coarse_foreground: Tensor  # (B, 3, ceil(H/f), ceil(W/f))
+    coarse_error: Tensor  # (B, 1, ceil(H/f), ceil(W/f))
+    coarse_hidden: Tensor  # (B, hidden, ceil(H/f), ceil(W/f))
+    patches: Tensor  # (N, 3) int64 [batch, row, col] of sparsely refined 4x4 patches
+
+
+def patch_budget(fraction: float, grid_cells: int) -> int:
+    """Number of patches for a fraction of the grid: at least 1, at most all."""
+    return max(1, min(grid_cells, math.ceil(fraction * grid_cells)))
+
+
+class MattingNet(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.coarse = CoarseNet(config)
+        self.refiner = PatchRefiner(config)
+
+    def forward(
+        self,
+        image: Tensor,
+        background: Tensor | None = None,
+        *,
+        refine_mode: RefineMode | None = None,
+        refine_fraction: float | None = None,
+        num_patches: int | None = None,
+    ) -> MattingOutput:
+        """image, background: (B, 3, H, W) in [0, 1], any H and W.
+
+        refine_mode, refine_fraction default to the config; num_patches, when
+        given, is the top-k budget per image and overrides the fraction.
+        """
+        cfg = self.config
+        self._check_inputs(image, background)
+        b, _, h, w = image.shape
+        f = coarse_scale(h, w, cfg.coarse_long_side)
+        x = image if background is None else torch.cat([image, background], dim=1)
+        x = pad_to_multiple(x, max(PATCH, f))
+        small = F.avg_pool2d(x, f) if f > 1 else x
+        coarse = self.coarse(small)
+        feats = torch.cat([coarse.hidden, coarse.alpha, coarse.foreground_residual], dim=1)
+
+        mode = refine_mode or cfg.refine_mode
+        index = PatchIndex(*(torch.zeros(0, dtype=torch.int64, device=x.device),) * 3)
+        if mode == "full":
+            out = self.refiner.dense(x, feats)
+        else:
+            hp, wp = x.shape[-2:]
+            base = torch.cat([coarse.alpha, coarse.foreground_residual], dim=1)
+            out = F.interpolate(base, size=(hp, wp), mode="bilinear", align_corners=False)
+            grid = (hp // PATCH, wp // PATCH)
+            if mode == "topk":
+                k = num_patches
+                if k is None:
+                    k = patch_budget(refine_fraction or cfg.refine_fraction, grid[0] * grid[1])
+                score = F.interpolate(coarse.error, size=grid, mode="bilinear", align_corners=False)
+                index = select_topk(score, k)
+            elif mode == "band":
+                a = F.interpolate(coarse.alpha, size=grid, mode="bilinear", align_corners=False)
+                index = select_band(a, cfg.band_low, cfg.band_high, cfg.band_dilation)
+            elif mode != "none":
+                raise ValueError(f"unknown refine mode {mode!r}; use topk, band, full or none")
+            if index.num_patches:
+                out = scatter_patches(out, self.refiner.sparse(x, feats, index), index)
+
+        ch, cw = -(-h // f), -(-w // f)
+        crop = (slice(None), slice(None), slice(0, ch), slice(0, cw))
+        return MattingOutput(
+            alpha=out[:, :1, :h, :w].clamp(0.0, 1.0),
+            foreground=(out[:, 1:4, :h, :w] + image).clamp(0.0, 1.0),
+            coarse_alpha=coarse.alpha[crop],
+            coarse_foreground=(coarse.foreground_residual + small[:, :3])[crop].clamp(0.0, 1.0),
+            coarse_error=coarse.error[crop],
+            coarse_hidden=coarse.hidden[crop],
+            patches=index.stack(),
+        )
+
+    def _check_inputs(self, image: Tensor, background: Tensor | None) -> None:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
+        if not image.is_floating_point():
+            raise ValueError(f"image must be a float tensor in [0, 1], got {image.dtype}")
+        if self.config.background_input:
+            if background is None:
+                raise ValueError("this model takes a background plate; pass background=")
+            if background.shape != image.shape:
+                raise ValueError(
+                    f"background {tuple(background.shape)} must match image {tuple(image.shape)}"
+                )
+        elif background is not None:
+            raise ValueError("this model was built without a background input")
+
+
+def build_model(config: ModelConfig) -> MattingNet:
+    """A freshly initialised network for a config."""
+    return MattingNet(config)

@@ -1,0 +1,35 @@
+"""Sparse patch operations: padding, selection, gather and scatter."""
+
+from matting.ops.padding import coarse_scale, pad_to_multiple, padded_size
+from matting.ops.patches import (
+    PatchIndex,
+    gather_patches,
+    gather_windows,
+    sample_windows,
+    scatter_patches,
+    window_coords,
+)
+from matting.ops.selection import (
+    select_all,
+    select_band,
+    select_mask,
+    select_topk,
+    transition_band,
+)
+
+__all__ = [
+    "PatchIndex",
+    "coarse_scale",
+    "gather_patches",
+    "gather_windows",
+    "pad_to_multiple",
+    "padded_size",
+    "sample_windows",
+    "scatter_patches",
+    "select_all",
+    "select_band",
+    "select_mask",
+    "select_topk",
+    "transition_band",
+    "window_coords",
+]

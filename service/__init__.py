@@ -1,0 +1,1 @@
+"""service package (see ../shared/design.md); filled in by later issues."""

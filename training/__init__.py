@@ -1,0 +1,1 @@
+"""training package (see ../shared/design.md); filled in by later issues."""
