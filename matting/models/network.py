@@ -64,7 +64,7 @@ class MattingNet(nn.Module):
         """
         cfg = self.config
         self._check_inputs(image, background)
-        b, _, h, w = image.shape
+        h, w = image.shape[-2:]
         f = coarse_scale(h, w, cfg.coarse_long_side)
         x = image if background is None else torch.cat([image, background], dim=1)
         x = pad_to_multiple(x, max(PATCH, f))

@@ -88,8 +88,9 @@ class ResNet(Backbone):
         # Zero the last BN of each residual branch so every block starts as identity.
         for m in self.modules():
             if isinstance(m, (BasicBlock, Bottleneck)):
-                last = m.conv2 if isinstance(m, BasicBlock) else m.conv3
-                nn.init.zeros_(last[1].weight)
+                bn = (m.conv2 if isinstance(m, BasicBlock) else m.conv3)[1]
+                if isinstance(bn, nn.BatchNorm2d):
+                    nn.init.zeros_(bn.weight)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.stem(x)

@@ -1,0 +1,48 @@
+"""The `matting` command line. Heavy imports happen inside commands, so
+`matting --help` and `--version` answer at once."""
+
+from __future__ import annotations
+
+import click
+
+from matting import __version__
+from matting.errors import MattingError
+
+
+class _Group(click.Group):
+    """Reports every MattingError as one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except MattingError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="matting")
+def cli() -> None:
+    """Cut people and objects out of images at full resolution, with soft alpha."""
+
+
+def _register() -> None:
+    from matting.cli.checkpoint import checkpoint
+    from matting.cli.image import image
+
+    cli.add_command(image)
+    cli.add_command(checkpoint)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="matting")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

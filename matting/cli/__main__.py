@@ -1,0 +1,3 @@
+from matting.cli import main
+
+main()
