@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from safetensors.torch import save_file
 
 from matting.config import ModelConfig
 from matting.errors import CheckpointError
+from matting.fileio import atomic_path
 from matting.models.network import MattingNet, build_model
 
 FORMAT = "checkpoint"
@@ -71,16 +71,8 @@ def save_checkpoint(
         _KEY_METADATA: json.dumps(meta, sort_keys=True),
         _KEY_DIGEST: weights_digest(tensors),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so a crash never leaves half a file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:  # a crash never leaves half a checkpoint
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 

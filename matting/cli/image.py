@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -45,18 +43,6 @@ def plan_outputs(inputs: list[Path], out: Path, ext: str) -> list[tuple[Path, Pa
             raise InputError(f"{seen[dst]} and {src} would both be written to {dst}")
         seen[dst] = src
     return pairs
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _resolve_format(out: Path, fmt: str | None, n_inputs: int) -> str:
@@ -154,6 +140,7 @@ def image(
     """Cut out the subject of each image in INPUTS (files or folders)."""
     from tqdm import tqdm
 
+    from matting.fileio import write_bytes_atomic
     from matting.imageio import (
         ImageLimits,
         encode_output,
@@ -201,7 +188,7 @@ def image(
             if decoded.alpha is not None:  # keep what the source already had transparent
                 alpha = alpha * (decoded.alpha.astype("float32") / 255.0)
             data = encode_output(kind, alpha, pred.foreground, out_format, bg)  # type: ignore[arg-type]
-            _write_atomic(dst, data)
+            write_bytes_atomic(dst, data)
         except MattingError as e:
             if len(pairs) == 1:
                 raise  # one input: its own error is the whole story
