@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,18 +95,25 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: the weights do not match their recorded checksum; the file is corrupt"
         )
-    model = build_model(info.config)
+    try:
+        model = build_model(info.config)
+    except (RuntimeError, ValueError, MemoryError) as e:
+        raise CheckpointError(f"{path}: its config does not build a model ({e})") from None
     _check_tensors(path, info.config, model, tensors)
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), info
 
 
 def _open(path: Path, load_tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
         raise CheckpointError(f"{path}: is not a file")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise CheckpointError(f"{path}: the checkpoint file is empty")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -138,6 +146,8 @@ def _parse_header(path: Path, header: dict[str, str]) -> CheckpointInfo:
         version = int(header.get(_KEY_VERSION, ""))
     except ValueError:
         raise CheckpointError(f"{path}: missing or invalid '{_KEY_VERSION}'") from None
+    if version < 1:
+        raise CheckpointError(f"{path}: invalid '{_KEY_VERSION}' {version}")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: written in checkpoint format {version}; this version of matting reads "
@@ -154,6 +164,8 @@ def _parse_header(path: Path, header: dict[str, str]) -> CheckpointInfo:
         metadata = json.loads(header.get(_KEY_METADATA, "{}"))
     except json.JSONDecodeError:
         raise CheckpointError(f"{path}: the metadata is not valid JSON") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: the metadata must be a JSON object")
     return CheckpointInfo(path, config, version, metadata)
 
 

@@ -8,7 +8,7 @@ defaults here and can be overridden per call.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,6 +16,10 @@ CONFIG_VERSION = 1
 
 BackboneName = Literal["mobilenetv2", "resnet18", "resnet34", "resnet50"]
 RefineMode = Literal["topk", "band", "full", "none"]
+# Bounds keep a hostile or mistyped config from building a network that cannot
+# exist (negative widths) or would exhaust memory before the first forward.
+Width = Annotated[int, Field(ge=1, le=4096)]
+Rate = Annotated[int, Field(ge=1, le=64)]
 
 
 class ModelConfig(BaseModel):
@@ -29,15 +33,15 @@ class ModelConfig(BaseModel):
     output_stride: Literal[16, 32] = 16
     # Seed 002: a 6-channel stem takes the image and a background plate.
     background_input: bool = False
-    aspp_channels: int = Field(256, ge=8)
-    aspp_rates: tuple[int, int, int] = (3, 6, 9)
-    decoder_channels: tuple[int, int, int] = (128, 64, 48)
-    hidden_channels: int = Field(32, ge=1)
+    aspp_channels: Width = 256
+    aspp_rates: tuple[Rate, Rate, Rate] = (3, 6, 9)
+    decoder_channels: tuple[Width, Width, Width] = (128, 64, 48)
+    hidden_channels: Width = 32
     # Refiner widths, seed 002: C*BR24-C*BR16 at half resolution, C*BR12-C*4 at full.
-    refiner_channels: tuple[int, int, int] = (24, 16, 12)
+    refiner_channels: tuple[Width, Width, Width] = (24, 16, 12)
     # The coarse stage runs on the image shrunk by a power of two so that its long
     # side is at most this (HD -> 1/4, 4K -> 1/8 for 512).
-    coarse_long_side: int = Field(512, ge=32)
+    coarse_long_side: int = Field(512, ge=32, le=8192)
     # Defaults for the run-time refinement; callers may override them.
     refine_mode: RefineMode = "topk"
     # Fraction of the 4x4 full-resolution patches refined in top-k mode; seed 002

@@ -18,6 +18,10 @@ class _Group(click.Group):
         except MattingError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(1)
+        except OSError as e:  # a path the user named cannot be read or written
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"error: {where}{e.strerror or e}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from matting.errors import InputError, MattingError
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from matting.imageio import ImageLimits
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 _SUFFIX_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def _walk_images(folder: Path, skip: Path) -> list[Path]:
+    """Image files below `folder`, sorted, leaving out `skip` (the output folder)
+    and failing loudly on a subfolder that cannot be read."""
+
+    def fail(e: OSError) -> None:
+        raise InputError(f"{e.filename}: cannot read the folder ({e.strerror or e})")
+
+    found = []
+    for root, dirs, files in os.walk(folder, onerror=fail):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if (here / d).resolve() != skip)
+        found += [here / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
 
 
 def plan_outputs(inputs: list[Path], out: Path, ext: str) -> list[tuple[Path, Path]]:
@@ -18,34 +40,55 @@ def plan_outputs(inputs: list[Path], out: Path, ext: str) -> list[tuple[Path, Pa
 
     One input file and an `out` with an image suffix: write exactly there.
     Otherwise `out` is a folder; files land as out/<stem><ext> and folders are
-    walked recursively, keeping their relative layout.
+    walked recursively, keeping their relative layout. No output may replace an
+    input.
     """
-    if out.suffix.lower() in IMAGE_SUFFIXES:
-        if len(inputs) == 1 and inputs[0].is_file():
-            return [(inputs[0], out)]
-        raise InputError(f"{out}: with several inputs or a folder, -o must name a folder")
-    pairs: list[tuple[Path, Path]] = []
     for item in inputs:
-        if item.is_dir():
-            found = sorted(
-                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not found:
-                raise InputError(f"{item}: folder holds no JPEG, PNG or WebP files")
-            pairs += [(p, out / p.relative_to(item).with_suffix(ext)) for p in found]
-        elif item.exists():
-            pairs.append((item, out / (item.stem + ext)))
-        else:
+        if not item.exists():
             raise InputError(f"{item}: no such file or folder")
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        if len(inputs) != 1 or not inputs[0].is_file():
+            raise InputError(f"{out}: with several inputs or a folder, -o must name a folder")
+        pairs = [(inputs[0], out)]
+    else:
+        pairs = []
+        skip = out.resolve()
+        for item in inputs:
+            if item.is_dir():
+                found = _walk_images(item, skip)
+                if not found:
+                    raise InputError(f"{item}: folder holds no JPEG, PNG or WebP files")
+                pairs += [(p, out / p.relative_to(item).with_suffix(ext)) for p in found]
+            else:
+                pairs.append((item, out / (item.stem + ext)))
     seen: dict[Path, Path] = {}
+    sources = {src.resolve() for src, _ in pairs}
     for src, dst in pairs:
+        if dst.resolve() in sources:
+            raise InputError(f"{dst}: the output would overwrite an input; choose another -o")
         if dst in seen:
             raise InputError(f"{seen[dst]} and {src} would both be written to {dst}")
         seen[dst] = src
     return pairs
 
 
-def _resolve_format(out: Path, fmt: str | None, n_inputs: int) -> str:
+def _background(value: str | None, limits: ImageLimits) -> np.ndarray | tuple[int, int, int]:
+    """A composite background: an image file, or else a colour (default white)."""
+    from matting.imageio import parse_color, read_image
+
+    if value is None:
+        return parse_color("white")
+    if not value.strip():
+        raise InputError("--background is empty; give a colour or an image file")
+    path = Path(value)
+    if path.is_file():
+        return read_image(path, limits).rgb
+    if path.suffix.lower() in IMAGE_SUFFIXES or os.sep in value:
+        raise InputError(f"{value}: no such background image")
+    return parse_color(value)
+
+
+def _resolve_format(out: Path, fmt: str | None) -> str:
     suffix_fmt = _SUFFIX_FORMATS.get(out.suffix.lower())
     if suffix_fmt and fmt and fmt != suffix_fmt:
         raise InputError(f"--format {fmt} conflicts with the output name {out.name}")
@@ -141,62 +184,56 @@ def image(
     from tqdm import tqdm
 
     from matting.fileio import write_bytes_atomic
-    from matting.imageio import (
-        ImageLimits,
-        encode_output,
-        extension,
-        parse_color,
-        read_image,
-    )
+    from matting.imageio import ImageLimits, encode_output, extension, read_image
     from matting.inference import load_predictor
 
     if background is not None and kind != "composite":
         raise InputError("--background applies only to --output composite")
-    out_format = _resolve_format(out, fmt, len(inputs))
+    out_format = _resolve_format(out, fmt)
     if out_format == "jpeg" and kind == "rgba":
         raise InputError("jpeg cannot carry alpha; use png or webp for --output rgba")
     pairs = plan_outputs(list(inputs), out, extension(out_format))  # type: ignore[arg-type]
     limits = ImageLimits(max_pixels=max_pixels)
 
-    bg: tuple[int, int, int] | object | None = None
-    if kind == "composite":
-        if background is not None and Path(background).is_file():
-            bg = read_image(background, limits).rgb
-        else:
-            bg = parse_color(background or "white")
-
+    bg = _background(background, limits) if kind == "composite" else None
     predictor = load_predictor(checkpoint, device, precision)
-    plate_rgb = read_image(plate, limits).rgb if plate is not None else None
-    if predictor.needs_background and plate_rgb is None:
+    if predictor.needs_background and plate is None:
         raise InputError("this model is background-guided: pass --plate with the empty scene")
-    if not predictor.needs_background and plate_rgb is not None:
+    if not predictor.needs_background and plate is not None:
         raise InputError("--plate given, but this model takes no background plate")
+    plate_rgb = read_image(plate, limits).rgb if plate is not None else None
+
+    def process(src: Path, dst: Path) -> None:
+        decoded = read_image(src, limits)
+        if plate_rgb is not None and plate_rgb.shape != decoded.rgb.shape:
+            raise InputError(
+                f"{src}: image is {decoded.rgb.shape[1]}x{decoded.rgb.shape[0]} but the "
+                f"plate is {plate_rgb.shape[1]}x{plate_rgb.shape[0]}"
+            )
+        try:
+            pred = predictor.predict(decoded.rgb, plate_rgb, refine_mode, refine_fraction)  # type: ignore[arg-type]
+        except RuntimeError as e:  # out of memory, above all: report it, go on
+            raise MattingError(f"{src}: inference failed ({str(e).splitlines()[0]})") from None
+        alpha = pred.alpha
+        if decoded.alpha is not None:  # keep what the source already had transparent
+            alpha = alpha * (decoded.alpha.astype("float32") / 255.0)
+        data = encode_output(kind, alpha, pred.foreground, out_format, bg)  # type: ignore[arg-type]
+        try:
+            write_bytes_atomic(dst, data)
+        except OSError as e:
+            raise MattingError(f"{dst}: cannot write ({e.strerror or e})") from None
 
     failures = 0
     bar = tqdm(pairs, unit="image", disable=quiet or len(pairs) < 2, file=sys.stderr)
     for src, dst in bar:
         bar.set_postfix_str(src.name, refresh=False)
         try:
-            decoded = read_image(src, limits)
-            if plate_rgb is not None and plate_rgb.shape != decoded.rgb.shape:
-                raise InputError(
-                    f"{src}: image is {decoded.rgb.shape[1]}x{decoded.rgb.shape[0]} but the "
-                    f"plate is {plate_rgb.shape[1]}x{plate_rgb.shape[0]}"
-                )
-            pred = predictor.predict(decoded.rgb, plate_rgb, refine_mode, refine_fraction)  # type: ignore[arg-type]
-            alpha = pred.alpha
-            if decoded.alpha is not None:  # keep what the source already had transparent
-                alpha = alpha * (decoded.alpha.astype("float32") / 255.0)
-            data = encode_output(kind, alpha, pred.foreground, out_format, bg)  # type: ignore[arg-type]
-            write_bytes_atomic(dst, data)
+            process(src, dst)
         except MattingError as e:
             if len(pairs) == 1:
                 raise  # one input: its own error is the whole story
             failures += 1
             tqdm.write(f"error: {e}", file=sys.stderr)
-        except OSError as e:
-            failures += 1
-            tqdm.write(f"error: {dst}: cannot write ({e.strerror or e})", file=sys.stderr)
     bar.close()
     if failures:
         raise MattingError(f"{failures} of {len(pairs)} image(s) failed; the others were written")

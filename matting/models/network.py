@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from matting.config import ModelConfig, RefineMode
 from matting.models.coarse import CoarseNet
-from matting.models.refiner import PATCH, PatchRefiner
+from matting.models.refiner import PATCH, PatchRefiner, exporting
 from matting.ops.padding import coarse_scale, pad_to_multiple
 from matting.ops.patches import PatchIndex, scatter_patches
 from matting.ops.selection import select_band, select_topk
@@ -39,6 +39,15 @@ class MattingOutput(NamedTuple):
 def patch_budget(fraction: float, grid_cells: int) -> int:
     """Number of patches for a fraction of the grid: at least 1, at most all."""
     return max(1, min(grid_cells, math.ceil(fraction * grid_cells)))
+
+
+def _mask_padding(score: Tensor, height: int, width: int) -> Tensor:
+    """Score -1 (below any error in [0, 1]) for grid cells wholly in the padding,
+    so the top-k budget is not spent on pixels that are cropped away."""
+    gh, gw = score.shape[-2:]
+    rows = torch.arange(gh, device=score.device).view(gh, 1) * PATCH < height
+    cols = torch.arange(gw, device=score.device).view(1, gw) * PATCH < width
+    return torch.where(rows & cols, score, score.new_full((), -1.0))
 
 
 class MattingNet(nn.Module):
@@ -86,13 +95,13 @@ class MattingNet(nn.Module):
                 if k is None:
                     k = patch_budget(refine_fraction or cfg.refine_fraction, grid[0] * grid[1])
                 score = F.interpolate(coarse.error, size=grid, mode="bilinear", align_corners=False)
-                index = select_topk(score, k)
+                index = select_topk(_mask_padding(score, h, w), k)
             elif mode == "band":
                 a = F.interpolate(coarse.alpha, size=grid, mode="bilinear", align_corners=False)
                 index = select_band(a, cfg.band_low, cfg.band_high, cfg.band_dilation)
             elif mode != "none":
                 raise ValueError(f"unknown refine mode {mode!r}; use topk, band, full or none")
-            if index.num_patches:
+            if exporting() or index.num_patches:
                 out = scatter_patches(out, self.refiner.sparse(x, feats, index), index)
 
         ch, cw = -(-h // f), -(-w // f)

@@ -29,7 +29,8 @@ FULL_CONTEXT = 2  # context pixels of the full-resolution window (8 = 4 + 2*2)
 OUT_CHANNELS = 4  # alpha + foreground residual
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
+    """True while tracing or exporting: no branches on data-dependent sizes then."""
     return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
 
 
@@ -64,10 +65,10 @@ class PatchRefiner(nn.Module):
         coarse: (B, hidden+4, h, w) coarse outputs. Returns (N, 4, 4, 4).
         In eager mode patches go through in chunks to bound memory at 4K-8K.
         """
+        if exporting():  # one graph for any N, zero included
+            return self._sparse(image, coarse, index)
         n = index.num_patches
-        if n == 0:
-            return image.new_zeros(0, OUT_CHANNELS, PATCH, PATCH)
-        if _exporting() or n <= chunk:
+        if n <= chunk:
             return self._sparse(image, coarse, index)
         parts = [self._sparse(image, coarse, index.slice(s, s + chunk)) for s in range(0, n, chunk)]
         return torch.cat(parts, dim=0)

@@ -73,7 +73,8 @@ def gather_windows(x: Tensor, batch: Tensor, rows: Tensor, cols: Tensor) -> Tens
     inside = ((rows >= 0) & (rows < h)).unsqueeze(2) & ((cols >= 0) & (cols < w)).unsqueeze(1)
     idx = _linear_index(batch, rows.clamp(0, h - 1), cols.clamp(0, w - 1), h, w)
     vals = _flat_channels(x).index_select(1, idx.reshape(-1)).reshape(c, n, p, q)
-    return vals.transpose(0, 1) * inside.unsqueeze(1).to(x.dtype)
+    # where, not a multiply: an inf read outside the image must not become NaN.
+    return torch.where(inside.unsqueeze(1), vals.transpose(0, 1), vals.new_zeros(()))
 
 
 def gather_patches(x: Tensor, index: PatchIndex, size: int, context: int = 0) -> Tensor:

@@ -44,6 +44,20 @@ def test_round_trip(saved: Path) -> None:
     assert set(model.state_dict()) == set(fresh.state_dict())
 
 
+def test_round_trip_keeps_every_tensor(tmp_path: Path) -> None:
+    original = build_model(preset("resnet18"))
+    for m in original.modules():  # make buffers differ from a fresh model's
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.num_batches_tracked.fill_(7)
+    save_checkpoint(tmp_path / "r.safetensors", original)
+    loaded, _ = load_checkpoint(tmp_path / "r.safetensors")
+    want, got = original.state_dict(), loaded.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+
+
 def test_header_only_read(saved: Path) -> None:
     assert read_checkpoint_info(saved).config.backbone == "mobilenetv2"
 
@@ -109,3 +123,11 @@ def test_newer_format_and_bad_config(saved: Path, tmp_path: Path) -> None:
     bad["backbone"] = "vgg19"
     _rewrite(saved, tmp_path / "cfg.safetensors", **{"matting.config": json.dumps(bad)})
     _expect(tmp_path / "cfg.safetensors", "config is invalid.*backbone")
+    bad = json.loads(preset("realtime").model_dump_json())
+    bad["refiner_channels"] = [-1, 16, 12]
+    _rewrite(saved, tmp_path / "neg.safetensors", **{"matting.config": json.dumps(bad)})
+    _expect(tmp_path / "neg.safetensors", "config is invalid.*refiner_channels")
+    _rewrite(saved, tmp_path / "v0.safetensors", **{"matting.format_version": "-3"})
+    _expect(tmp_path / "v0.safetensors", "invalid")
+    _rewrite(saved, tmp_path / "meta.safetensors", **{"matting.metadata": "[1, 2]"})
+    _expect(tmp_path / "meta.safetensors", "JSON object")

@@ -217,3 +217,86 @@ def test_checkpoint_init_and_info(tmp_path: Path) -> None:
     assert_clean_failure(
         run("checkpoint", "init", "--preset", "giant", "-o", out), "unknown model preset"
     )
+
+
+def test_never_overwrites_inputs_and_skips_its_output_folder(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "in.png"
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(src)
+    before = src.read_bytes()
+    proc = run("image", src, "-o", src, "--checkpoint", checkpoint)
+    assert_clean_failure(proc, "overwrite an input")
+    assert src.read_bytes() == before
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(folder / "x.jpg")
+    for _ in range(2):  # the second run must not treat the first run's outputs as inputs
+        proc = run("image", folder, "-o", folder / "out", "--checkpoint", checkpoint, "-q")
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (folder / "out").rglob("*")) == ["x.png"]
+
+
+def test_missing_input_is_named_even_with_an_image_suffix_output(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    proc = run("image", tmp_path / "gone.jpg", "-o", tmp_path / "o.png", "--checkpoint", checkpoint)
+    assert_clean_failure(proc, "gone.jpg: no such file")
+
+
+def test_background_errors(checkpoint: Path, photos: Path, tmp_path: Path) -> None:
+    args = (
+        "image",
+        photos / "a.jpg",
+        "-o",
+        tmp_path / "o.png",
+        "--output",
+        "composite",
+        "--checkpoint",
+        checkpoint,
+    )
+    broken = tmp_path / "bg.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert_clean_failure(run(*args, "--background", broken), "bg.jpg")
+    assert_clean_failure(run(*args, "--background", tmp_path / "nope.png"), "no such background")
+    assert_clean_failure(run(*args, "--background", ""), "empty")
+    assert_clean_failure(run(*args, "--background", "notacolour"), "notacolour")
+
+
+def test_background_plate_models(tmp_path: Path) -> None:
+    ck = tmp_path / "bgm.safetensors"
+    save_checkpoint(ck, build_model(preset("realtime-bgm")))
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(tmp_path / "plate.png")
+    Image.new("RGB", (10, 10)).save(tmp_path / "small.png")
+    base = ("image", tmp_path / "a.png", "-o", tmp_path / "out.png", "--checkpoint", ck)
+    ok = run(*base, "--plate", tmp_path / "plate.png")
+    assert ok.returncode == 0, ok.stderr
+    assert Image.open(tmp_path / "out.png").size == (56, 40)
+    assert_clean_failure(run(*base), "pass --plate")
+    assert_clean_failure(run(*base, "--plate", tmp_path / "small.png"), "plate is 10x10")
+
+
+def test_plate_refused_by_a_plain_model(checkpoint: Path, photos: Path, tmp_path: Path) -> None:
+    proc = run(
+        "image",
+        photos / "a.jpg",
+        "-o",
+        tmp_path / "o.png",
+        "--checkpoint",
+        checkpoint,
+        "--plate",
+        photos / "a.jpg",
+    )
+    assert_clean_failure(proc, "takes no background plate")
+
+
+def test_unwritable_outputs_fail_cleanly(checkpoint: Path, photos: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where a folder is needed")
+    proc = run("image", photos / "a.jpg", "-o", blocker / "o.png", "--checkpoint", checkpoint)
+    assert_clean_failure(proc, "file.txt")
+    proc = run("checkpoint", "init", "-o", blocker / "ck.safetensors")
+    assert_clean_failure(proc, "file.txt")

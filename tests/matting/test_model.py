@@ -68,3 +68,52 @@ def test_config_validation() -> None:
         preset("huge")
     cfg = preset("quality")
     assert ModelConfig.model_validate_json(cfg.model_dump_json()) == cfg
+
+
+def _small_coarse(name: str = "realtime") -> ModelConfig:
+    """A config whose coarse stage shrinks even tiny test images (f > 1)."""
+    return preset(name).model_copy(update={"coarse_long_side": 32})
+
+
+def test_model_sparse_all_equals_dense_through_the_whole_wiring() -> None:
+    """Padding, feature order, coarse scale f > 1, batch > 1 and the crop."""
+    model = build_model(_small_coarse()).eval()
+    image = torch.rand(2, 3, 75, 101)  # f = 4, padded to 76 x 104
+    with torch.no_grad():
+        sparse = model(image, refine_fraction=1.0)
+        dense = model(image, refine_mode="full")
+    assert sparse.patches.shape[0] == 2 * 19 * 26
+    torch.testing.assert_close(sparse.foreground, dense.foreground, rtol=0, atol=1e-5)
+    torch.testing.assert_close(sparse.alpha, dense.alpha, rtol=0, atol=1e-5)
+
+
+def test_band_mode_selects_the_band_of_the_coarse_alpha() -> None:
+    """Wire the coarse alpha to the image's red channel, then draw a ramp whose
+    band can be worked out by hand."""
+    cfg = _small_coarse()
+    model = build_model(cfg).eval()
+    last = model.coarse.decoder.convs[-1]  # its input ends with the 3 image channels
+    assert isinstance(last, torch.nn.Conv2d)
+    with torch.no_grad():
+        last.weight[0].zero_()
+        last.bias[0] = 0.0
+        last.weight[0, -3, 1, 1] = 1.0  # alpha = red, centre tap
+    x = torch.arange(96, dtype=torch.float32)
+    image = torch.zeros(1, 3, 64, 96)
+    image[0, 0] = ((x - 40) / 16).clamp(0, 1)  # red ramps over columns 40..56
+    with torch.no_grad():
+        out = model(image, refine_mode="band")  # f = 4: coarse 16 x 24 = the patch grid
+    # Coarse column c averages pixels 4c..4c+3: columns 10..13 hold red in
+    # (0.09 .. 0.84), inside (0.01, 0.99); 9 is 0 and 14 is 1. Dilation by one
+    # cell widens the band to columns 9..14 on every row.
+    expected = {(r, c) for r in range(16) for c in range(9, 15)}
+    assert {tuple(p) for p in out.patches[:, 1:].tolist()} == expected
+
+
+def test_topk_never_spends_patches_on_padding() -> None:
+    model = build_model(_small_coarse()).eval()
+    image = torch.rand(1, 3, 257, 100)  # f = 16: padded to 272 rows, 3 patch rows pure padding
+    with torch.no_grad():
+        out = model(image, num_patches=65 * 25)
+    assert int(out.patches[:, 1].max()) * 4 < 257
+    assert int(out.patches[:, 2].max()) * 4 < 100

@@ -95,3 +95,11 @@ def test_select_band_is_the_dilated_transition() -> None:
     cells = {tuple(rc) for rc in select_band(alpha, 0.01, 0.99, 1).stack()[:, 1:].tolist()}
     assert cells == {(r, c) for r in (1, 2, 3) for c in (2, 3, 4)}
     assert select_band(alpha, 0.01, 0.99, 0).num_patches == 1
+
+
+def test_gather_outside_the_image_is_zero_even_next_to_inf() -> None:
+    x = torch.full((1, 1, 4, 4), float("inf"))
+    got = gather_patches(x, _index([(0, 0, 0)]), 4, context=2)
+    assert torch.isinf(got[0, 0, 2:6, 2:6]).all()
+    assert not torch.isnan(got).any()
+    assert float(got[0, 0, :2].abs().sum()) == 0.0
