@@ -33,6 +33,8 @@ class ModelConfig(BaseModel):
     output_stride: Literal[16, 32] = 16
     # Seed 002: a 6-channel stem takes the image and a background plate.
     background_input: bool = False
+    # Seed 004: a 3-class unified semantic head whose map gates the coarse alpha.
+    semantic_head: bool = False
     aspp_channels: Width = 256
     aspp_rates: tuple[Rate, Rate, Rate] = (3, 6, 9)
     decoder_channels: tuple[Width, Width, Width] = (128, 64, 48)

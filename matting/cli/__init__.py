@@ -35,10 +35,14 @@ def cli() -> None:
 
 def _register() -> None:
     from matting.cli.checkpoint import checkpoint
+    from matting.cli.evaluate import evaluate
     from matting.cli.image import image
+    from matting.cli.train import train
 
     cli.add_command(image)
     cli.add_command(checkpoint)
+    cli.add_command(train)
+    cli.add_command(evaluate)
 
 
 _register()

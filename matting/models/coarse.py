@@ -17,6 +17,7 @@ from matting.models.aspp import ASPP
 from matting.models.backbone import build_backbone
 from matting.models.decoder import Decoder
 from matting.models.layers import init_weights
+from matting.models.semantic import SemanticHead, fuse_alpha, semantic_map
 from matting.ops.padding import pad_to_multiple
 
 # The decoder's skips all divide the input exactly once it is a multiple of this.
@@ -28,6 +29,9 @@ class CoarseOutput(NamedTuple):
     foreground_residual: Tensor  # (B, 3, h, w), foreground = clamp(residual + image)
     error: Tensor  # (B, 1, h, w) in [0, 1], predicted |alpha - alpha_true|
     hidden: Tensor  # (B, hidden_channels, h, w) >= 0
+    # (B, 3, h, w) background / transition / foreground logits, when the model has
+    # a semantic head; alpha is then already fused with them.
+    semantic: Tensor | None = None
 
 
 class CoarseNet(nn.Module):
@@ -48,6 +52,11 @@ class CoarseNet(nn.Module):
         )
         init_weights(self.aspp)
         init_weights(self.decoder)
+        # Reads the stride-4 decoder block: fine enough for a transition band,
+        # coarse enough to see the whole subject.
+        self.semantic = (
+            SemanticHead(config.decoder_channels[1]) if config.semantic_head else None
+        )
 
     def forward(self, x: Tensor) -> CoarseOutput:
         """x: (B, 3 or 6, h, w) image (and background) in [0, 1], any h and w."""
@@ -55,11 +64,19 @@ class CoarseNet(nn.Module):
         xp = pad_to_multiple(x, COARSE_ALIGN)
         feats = self.backbone(xp)
         skips = [feats[i] for i in self.skip_index] + [xp]
-        y = self.decoder(self.aspp(feats[-1]), skips)[:, :, :h, :w]
+        y, blocks = self.decoder(self.aspp(feats[-1]), skips)
+        y = y[:, :, :h, :w]
         hid = self.config.hidden_channels
+        alpha = y[:, 0:1].clamp(0.0, 1.0)
+        logits = None
+        if self.semantic is not None:
+            hp, wp = xp.shape[-2:]
+            logits = self.semantic(blocks[1], (hp, wp))[:, :, :h, :w]
+            alpha = fuse_alpha(semantic_map(logits), alpha)
         return CoarseOutput(
-            alpha=y[:, 0:1].clamp(0.0, 1.0),
+            alpha=alpha,
             foreground_residual=y[:, 1:4],
             error=y[:, 4:5].clamp(0.0, 1.0),
             hidden=F.relu(y[:, 5 : 5 + hid]),
+            semantic=logits,
         )

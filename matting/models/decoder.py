@@ -31,9 +31,15 @@ class Decoder(nn.Module):
         convs.append(nn.Conv2d(cin + skip_channels[3], out_channels, 3, padding=1))
         self.convs = nn.ModuleList(convs)
 
-    def forward(self, x: Tensor, skips: list[Tensor]) -> Tensor:
-        """x: deepest features; skips: tensors at strides 8, 4, 2 and 1, in that order."""
+    def forward(self, x: Tensor, skips: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """x: deepest features; skips: tensors at strides 8, 4, 2 and 1, in that order.
+
+        Returns the output and the features after each hidden block (strides 8, 4, 2),
+        which the optional semantic head reads.
+        """
+        hidden: list[Tensor] = []
         for conv, skip in zip(self.convs, skips, strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = conv(torch.cat([x, skip], dim=1))
-        return x
+            hidden.append(x)
+        return x, hidden[:-1]

@@ -34,6 +34,7 @@ class MattingOutput(NamedTuple):
     coarse_error: Tensor  # (B, 1, ceil(H/f), ceil(W/f))
     coarse_hidden: Tensor  # (B, hidden, ceil(H/f), ceil(W/f))
     patches: Tensor  # (N, 3) int64 [batch, row, col] of sparsely refined 4x4 patches
+    coarse_semantic: Tensor | None = None  # (B, 3, ceil(H/f), ceil(W/f)) logits, if any
 
 
 def patch_budget(fraction: float, grid_cells: int) -> int:
@@ -65,16 +66,19 @@ class MattingNet(nn.Module):
         refine_mode: RefineMode | None = None,
         refine_fraction: float | None = None,
         num_patches: int | None = None,
+        coarse_long_side: int | None = None,
     ) -> MattingOutput:
         """image, background: (B, 3, H, W) in [0, 1], any H and W.
 
-        refine_mode, refine_fraction default to the config; num_patches, when
-        given, is the top-k budget per image and overrides the fraction.
+        refine_mode, refine_fraction and coarse_long_side default to the config;
+        num_patches, when given, is the top-k budget per image and overrides the
+        fraction. Training passes a small coarse_long_side so that crops see the
+        same coarse/full split that whole images see when served.
         """
         cfg = self.config
         self._check_inputs(image, background)
         h, w = image.shape[-2:]
-        f = coarse_scale(h, w, cfg.coarse_long_side)
+        f = coarse_scale(h, w, coarse_long_side or cfg.coarse_long_side)
         x = image if background is None else torch.cat([image, background], dim=1)
         x = pad_to_multiple(x, max(PATCH, f))
         small = F.avg_pool2d(x, f) if f > 1 else x
@@ -114,6 +118,7 @@ class MattingNet(nn.Module):
             coarse_error=coarse.error[crop],
             coarse_hidden=coarse.hidden[crop],
             patches=index.stack(),
+            coarse_semantic=None if coarse.semantic is None else coarse.semantic[crop],
         )
 
     def _check_inputs(self, image: Tensor, background: Tensor | None) -> None:

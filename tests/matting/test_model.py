@@ -117,3 +117,28 @@ def test_topk_never_spends_patches_on_padding() -> None:
         out = model(image, num_patches=65 * 25)
     assert int(out.patches[:, 1].max()) * 4 < 257
     assert int(out.patches[:, 2].max()) * 4 < 100
+
+
+def test_semantic_head_fuses_alpha_and_returns_logits() -> None:
+    from matting.models.semantic import fuse_alpha, semantic_map
+
+    cfg = ModelConfig(semantic_head=True, aspp_channels=16, decoder_channels=(16, 16, 8))
+    model = build_model(cfg).eval()
+    out = model(torch.rand(2, 3, 70, 90), refine_mode="none")
+    assert out.coarse_semantic is not None
+    assert out.coarse_semantic.shape == (2, 3, 70, 90)
+    plain = build_model(cfg.model_copy(update={"semantic_head": False}))
+    assert plain(torch.rand(1, 3, 32, 32), refine_mode="none").coarse_semantic is None
+    # U = 0 or 1 decides alone, U = 0.5 keeps the matte, halfway mixes by hand.
+    u = torch.tensor([0.0, 1.0, 0.5, 0.75]).view(1, 1, 1, 4)
+    m = torch.tensor([0.3, 0.3, 0.3, 0.2]).view(1, 1, 1, 4)
+    assert torch.allclose(fuse_alpha(u, m), torch.tensor([0.0, 1.0, 0.3, 0.475]).view(1, 1, 1, 4))
+    logits = torch.tensor([0.0, 0.0, 100.0]).view(1, 3, 1, 1)
+    assert torch.allclose(semantic_map(logits), torch.ones(1, 1, 1, 1))
+
+
+def test_coarse_long_side_override_changes_coarse_size() -> None:
+    model = build_model(ModelConfig(aspp_channels=16, decoder_channels=(16, 16, 8))).eval()
+    x = torch.rand(1, 3, 64, 64)
+    assert model(x, refine_mode="none").coarse_alpha.shape[-1] == 64
+    assert model(x, refine_mode="none", coarse_long_side=32).coarse_alpha.shape[-1] == 32
