@@ -16,7 +16,7 @@ from matting.config import ModelConfig
 from matting.models.aspp import ASPP
 from matting.models.backbone import build_backbone
 from matting.models.decoder import Decoder
-from matting.models.layers import init_weights
+from matting.models.layers import clamp01, init_weights
 from matting.models.semantic import SemanticHead, fuse_alpha, semantic_map
 from matting.ops.padding import pad_to_multiple
 
@@ -67,7 +67,7 @@ class CoarseNet(nn.Module):
         y, blocks = self.decoder(self.aspp(feats[-1]), skips)
         y = y[:, :, :h, :w]
         hid = self.config.hidden_channels
-        alpha = y[:, 0:1].clamp(0.0, 1.0)
+        alpha = clamp01(y[:, 0:1], self.training)
         logits = None
         if self.semantic is not None:
             hp, wp = xp.shape[-2:]
@@ -76,7 +76,7 @@ class CoarseNet(nn.Module):
         return CoarseOutput(
             alpha=alpha,
             foreground_residual=y[:, 1:4],
-            error=y[:, 4:5].clamp(0.0, 1.0),
+            error=clamp01(y[:, 4:5], self.training),
             hidden=F.relu(y[:, 5 : 5 + hid]),
             semantic=logits,
         )

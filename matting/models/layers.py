@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 
 def conv_bn_act(
@@ -49,3 +49,11 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def clamp01(x: Tensor, straight_through: bool) -> Tensor:
+    """Clamp to [0, 1]. In training the gradient passes through unchanged: a plain
+    clamp has zero gradient outside the range, so a pixel that overshoots (say a
+    person predicted at -0.3) would never be pulled back by the loss."""
+    y = x.clamp(0.0, 1.0)
+    return x + (y - x).detach() if straight_through else y

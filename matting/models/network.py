@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from matting.config import ModelConfig, RefineMode
 from matting.models.coarse import CoarseNet
+from matting.models.layers import clamp01
 from matting.models.refiner import PATCH, PatchRefiner, exporting
 from matting.ops.padding import coarse_scale, pad_to_multiple
 from matting.ops.patches import PatchIndex, scatter_patches
@@ -111,8 +112,8 @@ class MattingNet(nn.Module):
         ch, cw = -(-h // f), -(-w // f)
         crop = (slice(None), slice(None), slice(0, ch), slice(0, cw))
         return MattingOutput(
-            alpha=out[:, :1, :h, :w].clamp(0.0, 1.0),
-            foreground=(out[:, 1:4, :h, :w] + image).clamp(0.0, 1.0),
+            alpha=clamp01(out[:, :1, :h, :w], self.training),
+            foreground=clamp01(out[:, 1:4, :h, :w] + image, self.training),
             coarse_alpha=coarse.alpha[crop],
             coarse_foreground=(coarse.foreground_residual + small[:, :3])[crop].clamp(0.0, 1.0),
             coarse_error=coarse.error[crop],

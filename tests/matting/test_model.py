@@ -142,3 +142,16 @@ def test_coarse_long_side_override_changes_coarse_size() -> None:
     x = torch.rand(1, 3, 64, 64)
     assert model(x, refine_mode="none").coarse_alpha.shape[-1] == 64
     assert model(x, refine_mode="none", coarse_long_side=32).coarse_alpha.shape[-1] == 32
+
+
+def test_clamp01_passes_gradient_only_in_training() -> None:
+    from matting.models.layers import clamp01
+
+    x = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
+    y = clamp01(x, straight_through=True)
+    assert y.tolist() == [0.0, 0.5, 1.0]
+    y.sum().backward()
+    assert x.grad is not None and x.grad.tolist() == [1.0, 1.0, 1.0]
+    x.grad = None
+    clamp01(x, straight_through=False).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 0.0]

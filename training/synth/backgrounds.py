@@ -51,7 +51,9 @@ def generate_background(rng: np.random.Generator, size: tuple[int, int]) -> np.n
     if rng.random() < 0.35:
         rgb = _defocus(rgb, rng.uniform(2.0, 8.0))
     gain, offset = rng.uniform(0.7, 1.2), rng.uniform(-0.08, 0.08)
-    return np.clip(rgb * np.float32(gain) + np.float32(offset), 0.0, 1.0).astype(np.float32)
+    rgb = np.clip(rgb * np.float32(gain) + np.float32(offset), 0.0, 1.0)
+    # Built channel-first for speed (see generate_foreground); returned as (H, W, 3).
+    return np.ascontiguousarray(rgb.transpose(1, 2, 0), dtype=np.float32)
 
 
 def _colour(rng: np.random.Generator) -> np.ndarray:
@@ -81,12 +83,12 @@ def _scene(rng: np.random.Generator, size: Size) -> np.ndarray:
     rgb = colour_field(_colour(rng), _colour(rng), fractal_noise(rng, size, s * 0.5, 3))
     for _ in range(rng.integers(1, 3)):
         weight = smooth_noise(rng, size, s * rng.uniform(0.1, 0.4)) ** 2
-        rgb += weight[..., None] * (_colour(rng) - rgb)
+        rgb += weight * (_colour(rng) - rgb)
     if rng.random() < 0.4:
         y, x = grid(size)
         yr, _ = rotate(y, x, size[0] * rng.uniform(0.2, 0.8), size[1] / 2, rng.normal(0.0, 0.2))
         ground = coverage(-yr, rng.uniform(1.0, 20.0))
-        rgb += ground[..., None] * (_colour(rng) * 0.8 - rgb)
+        rgb += ground * (_colour(rng) * 0.8 - rgb)
     return rgb
 
 
@@ -102,12 +104,12 @@ def _pattern(rng: np.random.Generator, size: Size) -> np.ndarray:
         wave = wave * np.sin((yr + warp) * freq)
     t = 0.5 + 0.5 * np.tanh(wave * np.float32(rng.uniform(0.5, 8.0)))
     rgb = colour_field(_colour(rng), _colour(rng), t)
-    return rgb * (0.75 + 0.5 * smooth_noise(rng, size, s * 0.4))[..., None]
+    return rgb * (0.75 + 0.5 * smooth_noise(rng, size, s * 0.4))
 
 
 def _shapes(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
     """Rectangles and ellipses with textured fills, drawn only inside their bounding boxes."""
-    h, w = rgb.shape[:2]
+    h, w = rgb.shape[1:]
     s = min(h, w)
     texture = smooth_noise(rng, (h, w), rng.uniform(2.0, 12.0)) - 0.5
     for _ in range(rng.integers(2, 12)):
@@ -125,16 +127,16 @@ def _shapes(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
             sd = sd_box(yr, xr, half[0], half[1], rng.uniform(0.0, min(half)))
         else:
             sd = sd_ellipse(yr, xr, half[0], half[1])
-        a = coverage(sd, rng.uniform(0.7, 4.0))[..., None]
-        fill = _colour(rng) * (1.0 + rng.uniform(0.0, 0.8) * texture[y0:y1, x0:x1, None])
-        window = rgb[y0:y1, x0:x1]
+        a = coverage(sd, rng.uniform(0.7, 4.0))
+        fill = _colour(rng) * (1.0 + rng.uniform(0.0, 0.8) * texture[y0:y1, x0:x1])
+        window = rgb[:, y0:y1, x0:x1]
         window += a * (fill - window)
     return rgb
 
 
 def _bokeh(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
     """Out-of-focus light discs, often over a darkened base like a night scene."""
-    h, w = rgb.shape[:2]
+    h, w = rgb.shape[1:]
     rgb = rgb * np.float32(rng.uniform(0.3, 1.0))
     for _ in range(rng.integers(5, 40)):
         r = rng.uniform(3.0, 0.1 * min(h, w) + 3.0)
@@ -146,16 +148,16 @@ def _bokeh(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
         y = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(cy)
         x = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(cx)
         disc = coverage(np.sqrt(y * y + x * x) - np.float32(r), rng.uniform(1.0, 3.0))
-        a = (disc * rng.uniform(0.2, 0.7))[..., None]
+        a = disc * rng.uniform(0.2, 0.7)
         light = random_colour(rng, 0.5) * 0.5 + 0.5
-        window = rgb[y0:y1, x0:x1]
+        window = rgb[:, y0:y1, x0:x1]
         window += a * (light - window)
     return rgb
 
 
 def _clutter(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
     """Grass, twigs or stray hairs: the same strands the foregrounds use, in the background."""
-    h, w = rgb.shape[:2]
+    h, w = rgb.shape[1:]
     n = int(rng.uniform(20, 400))
     roots = rng.uniform((0, 0), (h, w), (n, 2))
     heading = rng.normal(np.pi if rng.random() < 0.5 else rng.uniform(0, 2 * np.pi), 0.4, n)
@@ -166,16 +168,16 @@ def _clutter(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
         roots, 0.5 * (roots + tips) + bend, tips, rng.uniform(0.4, 2.5, n), rng.uniform(0.6, 1.4, n)
     )
     a, brightness = splat_strands(strands, (h, w))
-    colour = np.clip(_colour(rng) * brightness[..., None], 0.0, 1.0)
-    return rgb + a[..., None] * (colour - rgb)
+    colour = np.clip(_colour(rng) * brightness, 0.0, 1.0)
+    return rgb + a * (colour - rgb)
 
 
 def _defocus(rgb: np.ndarray, factor: float) -> np.ndarray:
     """Cheap blur: box-downsample by `factor`, then bicubic back up, per channel."""
-    h, w = rgb.shape[:2]
+    h, w = rgb.shape[1:]
     small = (max(2, round(w / factor)), max(2, round(h / factor)))
     channels = []
     for c in range(3):
-        image = Image.fromarray(np.ascontiguousarray(rgb[..., c], dtype=np.float32), mode="F")
+        image = Image.fromarray(np.ascontiguousarray(rgb[c], dtype=np.float32), mode="F")
         channels.append(upsample(np.asarray(image.resize(small, Image.Resampling.BOX)), (h, w)))
-    return np.stack(channels, axis=-1)
+    return np.stack(channels)

@@ -51,8 +51,10 @@ def generate_foreground(
     elif kind not in _BUILDERS:
         raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
     rgb, alpha = _BUILDERS[kind](rng, (h, w))
+    # Builders work channel-first: per-pixel maps broadcast over (3, H, W) without the slow
+    # length-3 inner loops that (H, W, 3) arrays would need.
     return Foreground(
-        rgb=np.clip(rgb, 0.0, 1.0).astype(np.float32, copy=False),
+        rgb=np.ascontiguousarray(np.clip(rgb, 0.0, 1.0).transpose(1, 2, 0), dtype=np.float32),
         alpha=np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False),
         kind=kind,
     )

@@ -76,21 +76,32 @@ def fractal_noise(
     gain: float = 0.5,
     aspect: float = 1.0,
 ) -> np.ndarray:
-    """Sum of `octaves` noise layers, each half the feature size, rescaled to exactly [0, 1]."""
-    total = np.zeros(size, dtype=np.float32)
+    """Sum of `octaves` noise layers, each half the feature size, rescaled to [0, 1].
+
+    The octaves are summed on the finest octave's small grid and upsampled once: one
+    full-size resize instead of one per octave (resizes dominate the generators' cost).
+    """
+    h, w = size
+    finest = max(cell / 2 ** (octaves - 1), 1.5)
+    fine = (min(round(h / (finest * aspect)) + 2, h), min(round(w / finest) + 2, w))
+    total = np.zeros(fine, dtype=np.float32)
     amplitude = 1.0
     for _ in range(octaves):
-        total += amplitude * smooth_noise(rng, size, max(cell, 1.5), aspect)
+        cell = max(cell, finest)
+        coarse = (max(2, round(h / (cell * aspect)) + 2), max(2, round(w / cell) + 2))
+        total += amplitude * upsample(rng.random(coarse, dtype=np.float32), fine)
         cell /= 2.0
         amplitude *= gain
     lo, hi = float(total.min()), float(total.max())
-    return (total - lo) / max(hi - lo, 1e-6)
+    total = (total - lo) / max(hi - lo, 1e-6)
+    out = upsample(total, size).copy()  # Pillow's buffer is read-only
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def jitter(rng: np.random.Generator, colour: np.ndarray, amount: float = 0.06) -> np.ndarray:
-    """A colour nudged per channel and in brightness, clipped to [0, 1]."""
-    shifted = colour * rng.uniform(0.85, 1.15) + rng.uniform(-amount, amount, 3)
-    return np.clip(shifted, 0.0, 1.0).astype(np.float32)
+    """A colour nudged per channel and in brightness, clipped to [0, 1], shaped (3, 1, 1)."""
+    shifted = np.reshape(colour, 3) * rng.uniform(0.85, 1.15) + rng.uniform(-amount, amount, 3)
+    return np.clip(shifted, 0.0, 1.0).astype(np.float32).reshape(3, 1, 1)
 
 
 def pick(rng: np.random.Generator, palette: np.ndarray) -> np.ndarray:
@@ -101,20 +112,15 @@ def pick(rng: np.random.Generator, palette: np.ndarray) -> np.ndarray:
 def random_colour(rng: np.random.Generator, saturation: float = 1.0) -> np.ndarray:
     """A random colour; `saturation` < 1 pulls it toward its grey for muted tones."""
     c = rng.random(3).astype(np.float32)
-    return (c.mean() + saturation * (c - c.mean())).astype(np.float32)
+    return (c.mean() + saturation * (c - c.mean())).astype(np.float32).reshape(3, 1, 1)
 
 
 def colour_field(c0: np.ndarray, c1: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per-pixel mix of two colours by a (H, W) weight field: (H, W, 3) float32."""
-    return c0 + t[..., None] * (c1 - c0)
+    """Per-pixel mix of two (3, 1, 1) colours by a (H, W) weight field: (3, H, W) float32."""
+    return c0 + t * (c1 - c0)
 
 
-def textured(
-    rng: np.random.Generator, size: Size, c0: np.ndarray, c1: np.ndarray, cell: float
-) -> np.ndarray:
-    """Two-colour mottled texture with fine luminance grain, clipped to [0, 1]."""
-    t = fractal_noise(rng, size, cell, octaves=3)
-    grain = smooth_noise(rng, size, 2.0) - 0.5
+def paint(c0: np.ndarray, c1: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Two-colour texture: (3, 1, 1) colours mixed by a (H, W) field, clipped to [0, 1]."""
     rgb = colour_field(c0, c1, t)
-    rgb *= 1.0 + rng.uniform(0.05, 0.25) * grain[..., None]
-    return np.clip(rgb, 0.0, 1.0)
+    return np.clip(rgb, 0.0, 1.0, out=rgb)

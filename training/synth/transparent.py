@@ -11,7 +11,9 @@ import numpy as np
 from training.synth.draw import (
     Size,
     coverage,
+    from_half,
     grid,
+    half_grid,
     over,
     rotate,
     sd_box,
@@ -32,10 +34,10 @@ def transparent(rng: np.random.Generator, size: Size) -> Layers:
 
 
 def _glass_outline(rng: np.random.Generator, size: Size) -> tuple[np.ndarray, float]:
-    """Signed distance of a ball, bottle, tumbler or wine glass, and its typical radius."""
+    """Half-resolution signed distance of a ball, bottle, tumbler or wine glass, and its radius."""
     h, w = size
     s = min(h, w)
-    y, x = grid(size)
+    y, x = half_grid(size)
     cy, cx = h * rng.uniform(0.4, 0.6), w * rng.uniform(0.4, 0.6)
     y, x = rotate(y, x, cy, cx, rng.normal(0.0, 0.15))
     r = s * rng.uniform(0.15, 0.3)
@@ -57,7 +59,8 @@ def _glass_outline(rng: np.random.Generator, size: Size) -> tuple[np.ndarray, fl
 def _glass(rng: np.random.Generator, size: Size) -> Layers:
     """Faint tinted interior, denser rim, and bright streak highlights."""
     s = min(size)
-    sd, r = _glass_outline(rng, size)
+    sd_half, r = _glass_outline(rng, size)
+    sd = from_half(sd_half, size)
     inside = coverage(sd, rng.uniform(0.8, 1.5))
     body = rng.uniform(0.08, 0.35) * (0.6 + 0.8 * smooth_noise(rng, size, s * 0.1))
     rim_width = rng.uniform(1.5, max(1.5, 0.12 * r))  # tiny crops: no wider than 1.5 px
@@ -67,18 +70,18 @@ def _glass(rng: np.random.Generator, size: Size) -> Layers:
     shade = 0.7 + 0.3 * smooth_noise(rng, size, s * 0.15)
     glass_rgb = np.clip(colour_field(tint * 0.6, tint, shade), 0.0, 1.0)
 
-    # Specular streaks: soft capsules inside the object, white.
-    y, x = grid(size)
-    spec = np.zeros(size, dtype=np.float32)
-    inner = np.argwhere(sd < -0.3 * r)
+    # Specular streaks: soft capsules inside the object, white; smooth, so half resolution.
+    y, x = half_grid(size)
+    spec = np.zeros(sd_half.shape, dtype=np.float32)
+    inner = np.argwhere(sd_half < -0.3 * r) * 2 + 0.5
     for _ in range(rng.integers(1, 4) if inner.size else 0):
         a = inner[rng.integers(len(inner))]
         b = a + rng.normal(0.0, 0.5 * r, 2)
         width = rng.uniform(1.0, max(1.0, 0.12 * r))
         streak = coverage(sd_capsule(y, x, tuple(a), tuple(b), width), rng.uniform(1.0, 4.0))
         spec = np.maximum(spec, streak * rng.uniform(0.4, 0.9))
-    spec *= inside
-    white = np.full((*size, 3), rng.uniform(0.9, 1.0), dtype=np.float32)
+    spec = np.clip(from_half(spec, size), 0.0, 1.0) * inside
+    white = np.full((3, *size), rng.uniform(0.9, 1.0), dtype=np.float32)
     return over([(glass_rgb, glass_a.astype(np.float32)), (white, spec)])
 
 
