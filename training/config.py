@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from matting.config import ModelConfig, preset
 from matting.errors import InputError
+from training.losses import LossWeights
 
 SourceKind = Literal["image_alpha", "foreground", "segmentation", "video", "synthetic"]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -46,16 +47,6 @@ class DataSource(_Strict):
         if self.kind in ("foreground", "video") and self.backgrounds is None:
             raise ValueError(f"a {self.kind!r} source needs a backgrounds folder")
         return self
-
-
-class LossWeightsConfig(_Strict):
-    l1: float = Field(1.0, ge=0.0)
-    laplacian: float = Field(1.0, ge=0.0)
-    gradient: float = Field(1.0, ge=0.0)
-    composition: float = Field(1.0, ge=0.0)
-    foreground: float = Field(1.0, ge=0.0)
-    error: float = Field(1.0, ge=0.0)
-    semantic: float = Field(0.5, ge=0.0)
 
 
 class MLBConfig(_Strict):
@@ -94,7 +85,7 @@ class TrainConfig(_Strict):
     seg_band: int = Field(3, ge=0, le=64)
     # Radius of the unknown band of trimaps made from alpha.
     trimap_radius: int = Field(2, ge=0, le=64)
-    loss: LossWeightsConfig = LossWeightsConfig()
+    loss: LossWeights = LossWeights()
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bfloat16/float16 autocast on CUDA only

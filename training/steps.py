@@ -14,9 +14,9 @@ from torch import Tensor
 
 from matting.models.network import MattingNet, MattingOutput
 from training import augment
-from training.config import LossWeightsConfig
 from training.data.mixture import Batch
 from training.losses import (
+    LossWeights,
     composition_loss,
     error_map_loss,
     foreground_loss,
@@ -73,7 +73,7 @@ def area_resize(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def matting_losses(
-    out: MattingOutput, p: Prepared, w: LossWeightsConfig
+    out: MattingOutput, p: Prepared, w: LossWeights
 ) -> tuple[Tensor, dict[str, float]]:
     """Weighted sum of the seed 002/004 losses, and each term for the log.
 
