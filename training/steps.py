@@ -69,7 +69,7 @@ def prepare(batch: Batch, gen: torch.Generator, strong: bool, seg_band: int) -> 
 
 
 def area_resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    return x if x.shape[-2:] == size else F.interpolate(x, size=size, mode="area")
+    return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="area")
 
 
 def matting_losses(
@@ -81,7 +81,8 @@ def matting_losses(
     cross entropy; true mattes add the Laplacian and gradient terms; layered
     samples add the foreground and composition terms."""
     terms: dict[str, Tensor] = {}
-    coarse_size = out.coarse_alpha.shape[-2:]
+    ch, cw = out.coarse_alpha.shape[-2:]
+    coarse_size = (int(ch), int(cw))
     coarse_target = area_resize(p.alpha, coarse_size)
     terms["l1"] = l1_loss(out.alpha, p.alpha, p.weight) + l1_loss(
         out.coarse_alpha, coarse_target, area_resize(p.weight, coarse_size)
@@ -122,7 +123,8 @@ def teacher_labels(
     out = forward(teacher, weak.image, refine_fraction, coarse_long_side)
     if out.coarse_semantic is None:
         raise ValueError("the MLB teacher needs a semantic head (model.semantic_head = true)")
-    boundary = boundary_map(out.coarse_semantic, tuple(weak.alpha.shape[-2:]))
+    h, w = weak.alpha.shape[-2:]
+    boundary = boundary_map(out.coarse_semantic, (int(h), int(w)))
     seg = (weak.alpha >= 0.5).to(weak.alpha.dtype)
     blended = blend_labels(out.alpha.float(), boundary.float(), seg)
     semantic = blended_classes(seg, boundary)

@@ -54,9 +54,7 @@ class CoarseNet(nn.Module):
         init_weights(self.decoder)
         # Reads the stride-4 decoder block: fine enough for a transition band,
         # coarse enough to see the whole subject.
-        self.semantic = (
-            SemanticHead(config.decoder_channels[1]) if config.semantic_head else None
-        )
+        self.semantic = SemanticHead(config.decoder_channels[1]) if config.semantic_head else None
 
     def forward(self, x: Tensor) -> CoarseOutput:
         """x: (B, 3 or 6, h, w) image (and background) in [0, 1], any h and w."""
