@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from matting.checkpoint import load_checkpoint, save_checkpoint
 from matting.config import ModelConfig
-from matting.errors import CheckpointError
+from matting.errors import CheckpointError, InputError
 from matting.inference import resolve_device
 from matting.models.network import MattingNet, build_model
 from training.config import TrainConfig
@@ -99,7 +99,7 @@ class Run:
             return list(self.cfg.data)
         seg = [s for s in self.cfg.data if s.kind == "segmentation"]
         if not seg:
-            raise CheckpointError("the MLB trainer needs a segmentation source")
+            raise InputError("the MLB trainer needs a segmentation source in [[data]]")
         return seg
 
     def _student_batch(self) -> int:
