@@ -101,6 +101,13 @@ def matting_losses(
         terms["composition"] = composition_loss(
             out.alpha[layered], p.fg[layered], p.bg[layered], p.image[layered]
         )
+    photos = (~p.layers).nonzero().flatten()
+    if photos.numel():
+        # A photo with no layers still pins the foreground where it is opaque:
+        # there I = F, so the colour head cannot drift on segmentation data.
+        opaque = (p.alpha[photos] >= 0.99).to(p.alpha.dtype) * p.weight[photos]
+        fg_photo = l1_loss(out.foreground[photos], p.image[photos], opaque)
+        terms["foreground"] = terms.get("foreground", torch.zeros(())) + fg_photo
     terms["error"] = error_map_loss(out.coarse_error, out.coarse_alpha, coarse_target)
     if out.coarse_semantic is not None:
         terms["semantic"] = semantic_loss(out.coarse_semantic, p.semantic)

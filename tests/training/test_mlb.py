@@ -51,3 +51,37 @@ def test_ema_update_moves_teacher_towards_student() -> None:
     other = build_model(cfg.model_copy(update={"hidden_channels": 5}))
     with pytest.raises(ValueError, match="same architecture"):
         ema_update(teacher, other, 0.9)
+
+
+def test_photos_pin_the_foreground_where_opaque() -> None:
+    from matting.models.network import MattingOutput
+    from training.losses import LossWeights
+    from training.steps import Prepared, matting_losses
+
+    image = torch.rand(1, 3, 4, 4)
+    alpha = torch.zeros(1, 1, 4, 4)
+    alpha[..., :2, :] = 1.0  # top half opaque: there F = I
+    fg_pred = image.clone()
+    fg_pred[..., :2, :] += 0.25  # wrong by 0.25 where it is pinned
+    fg_pred[..., 2:, :] += 0.5  # free where the photo says nothing
+    out = MattingOutput(
+        alpha=alpha,
+        foreground=fg_pred,
+        coarse_alpha=alpha,
+        coarse_foreground=fg_pred,
+        coarse_error=torch.zeros(1, 1, 4, 4),
+        coarse_hidden=torch.zeros(1, 1, 4, 4),
+        patches=torch.zeros(0, 3, dtype=torch.int64),
+    )
+    p = Prepared(
+        image=image,
+        fg=image,
+        bg=image,
+        alpha=alpha,
+        semantic=torch.zeros(1, 4, 4).long(),
+        exact=torch.tensor([False]),
+        layers=torch.tensor([False]),
+        weight=torch.ones(1, 1, 4, 4),
+    )
+    _, terms = matting_losses(out, p, LossWeights())
+    assert abs(terms["foreground"] - 0.25) < 1e-6
