@@ -23,3 +23,12 @@ class CheckpointError(MattingError):
 
 class DeviceError(MattingError):
     """The requested device or precision is not available on this machine."""
+
+
+class ManifestError(MattingError):
+    """An exported model cannot be served: its manifest or file is missing, corrupt,
+    does not match its sha256, or was built for other shapes or another runtime."""
+
+
+class ExportError(MattingError):
+    """An export gate failed (checker, parity) or a tool it needs is missing."""

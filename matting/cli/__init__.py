@@ -34,8 +34,10 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from matting.cli.bench import bench
     from matting.cli.checkpoint import checkpoint
     from matting.cli.evaluate import evaluate
+    from matting.cli.export import export
     from matting.cli.image import image
     from matting.cli.train import train
 
@@ -43,6 +45,8 @@ def _register() -> None:
     cli.add_command(checkpoint)
     cli.add_command(train)
     cli.add_command(evaluate)
+    cli.add_command(export)
+    cli.add_command(bench)
 
 
 _register()

@@ -22,7 +22,7 @@ from matting.config import ModelConfig, RefineMode
 from matting.models.coarse import CoarseNet
 from matting.models.layers import clamp01
 from matting.models.refiner import PATCH, PatchRefiner, exporting
-from matting.ops.padding import coarse_scale, pad_to_multiple
+from matting.ops.padding import box_downsample, coarse_scale, pad_to_multiple
 from matting.ops.patches import PatchIndex, scatter_patches
 from matting.ops.selection import select_band, select_topk
 
@@ -36,6 +36,9 @@ class MattingOutput(NamedTuple):
     coarse_hidden: Tensor  # (B, hidden, ceil(H/f), ceil(W/f))
     patches: Tensor  # (N, 3) int64 [batch, row, col] of sparsely refined 4x4 patches
     coarse_semantic: Tensor | None = None  # (B, 3, ceil(H/f), ceil(W/f)) logits, if any
+    # (B, 1, Hp/4, Wp/4) what top-k ranked (the error map on the patch grid of the
+    # padded image, -1 on padding cells); None in other modes
+    patch_scores: Tensor | None = None
 
 
 def patch_budget(fraction: float, grid_cells: int) -> int:
@@ -52,6 +55,21 @@ def _mask_padding(score: Tensor, height: int, width: int) -> Tensor:
     return torch.where(rows & cols, score, score.new_full((), -1.0))
 
 
+def _patch_index(patches: Tensor, batch: int, grid: tuple[int, int]) -> PatchIndex:
+    """Validate caller-given patches (N, 3) against the batch and the patch grid."""
+    if patches.dim() != 2 or patches.shape[1] != 3 or patches.dtype != torch.int64:
+        got = f"{tuple(patches.shape)} {patches.dtype}"
+        raise ValueError(f"patches must be (N, 3) int64, got {got}")
+    if patches.numel() and not exporting():
+        lo = patches.min(dim=0).values
+        hi = patches.max(dim=0).values
+        if bool((lo < 0).any()) or hi[0] >= batch or hi[1] >= grid[0] or hi[2] >= grid[1]:
+            raise ValueError(f"patches fall outside a batch of {batch} and a {grid} patch grid")
+        if torch.unique(patches, dim=0).shape[0] != patches.shape[0]:
+            raise ValueError("patches must not repeat")
+    return PatchIndex(patches[:, 0], patches[:, 1], patches[:, 2])
+
+
 class MattingNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -66,28 +84,35 @@ class MattingNet(nn.Module):
         *,
         refine_mode: RefineMode | None = None,
         refine_fraction: float | None = None,
-        num_patches: int | None = None,
+        num_patches: int | Tensor | None = None,
         coarse_long_side: int | None = None,
+        patches: Tensor | None = None,
     ) -> MattingOutput:
         """image, background: (B, 3, H, W) in [0, 1], any H and W.
 
         refine_mode, refine_fraction and coarse_long_side default to the config;
         num_patches, when given, is the top-k budget per image and overrides the
-        fraction. Training passes a small coarse_long_side so that crops see the
+        fraction (a 0-dim int64 tensor while exporting, so k stays a graph
+        input). Training passes a small coarse_long_side so that crops see the
         same coarse/full split that whole images see when served.
+        patches, (N, 3) int64 [batch, row, col] on the 4x4 patch grid of the
+        padded image, replaces the selection: exactly those patches are refined
+        (export parity checks and video temporal sparsity use it).
         """
         cfg = self.config
         self._check_inputs(image, background)
         h, w = image.shape[-2:]
         f = coarse_scale(h, w, coarse_long_side or cfg.coarse_long_side)
         x = image if background is None else torch.cat([image, background], dim=1)
-        x = pad_to_multiple(x, max(PATCH, f))
-        small = F.avg_pool2d(x, f) if f > 1 else x
+        align = torch.clamp(f, min=PATCH) if isinstance(f, Tensor) else max(PATCH, f)
+        x = pad_to_multiple(x, align)
+        small = box_downsample(x, f)
         coarse = self.coarse(small)
         feats = torch.cat([coarse.hidden, coarse.alpha, coarse.foreground_residual], dim=1)
 
         mode = refine_mode or cfg.refine_mode
         index = PatchIndex(*(torch.zeros(0, dtype=torch.int64, device=x.device),) * 3)
+        score = None
         if mode == "full":
             out = self.refiner.dense(x, feats)
         else:
@@ -96,11 +121,15 @@ class MattingNet(nn.Module):
             out = F.interpolate(base, size=(hp, wp), mode="bilinear", align_corners=False)
             grid = (hp // PATCH, wp // PATCH)
             if mode == "topk":
+                score = F.interpolate(coarse.error, size=grid, mode="bilinear", align_corners=False)
+                score = _mask_padding(score, h, w)
+            if patches is not None:
+                index = _patch_index(patches, x.shape[0], grid)
+            elif mode == "topk":
                 k = num_patches
                 if k is None:
                     k = patch_budget(refine_fraction or cfg.refine_fraction, grid[0] * grid[1])
-                score = F.interpolate(coarse.error, size=grid, mode="bilinear", align_corners=False)
-                index = select_topk(_mask_padding(score, h, w), k)
+                index = select_topk(score, k)
             elif mode == "band":
                 a = F.interpolate(coarse.alpha, size=grid, mode="bilinear", align_corners=False)
                 index = select_band(a, cfg.band_low, cfg.band_high, cfg.band_dilation)
@@ -109,7 +138,7 @@ class MattingNet(nn.Module):
             if exporting() or index.num_patches:
                 out = scatter_patches(out, self.refiner.sparse(x, feats, index), index)
 
-        ch, cw = -(-h // f), -(-w // f)
+        ch, cw = (h + f - 1) // f, (w + f - 1) // f
         crop = (slice(None), slice(None), slice(0, ch), slice(0, cw))
         return MattingOutput(
             alpha=clamp01(out[:, :1, :h, :w], self.training),
@@ -120,6 +149,7 @@ class MattingNet(nn.Module):
             coarse_hidden=coarse.hidden[crop],
             patches=index.stack(),
             coarse_semantic=None if coarse.semantic is None else coarse.semantic[crop],
+            patch_scores=score,
         )
 
     def _check_inputs(self, image: Tensor, background: Tensor | None) -> None:

@@ -1,6 +1,6 @@
 """Sparse patch operations: padding, selection, gather and scatter."""
 
-from matting.ops.padding import coarse_scale, pad_to_multiple, padded_size
+from matting.ops.padding import box_downsample, coarse_scale, pad_to_multiple, padded_size
 from matting.ops.patches import (
     PatchIndex,
     gather_patches,
@@ -19,6 +19,7 @@ from matting.ops.selection import (
 
 __all__ = [
     "PatchIndex",
+    "box_downsample",
     "coarse_scale",
     "gather_patches",
     "gather_windows",

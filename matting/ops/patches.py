@@ -50,16 +50,17 @@ def window_coords(index: Tensor, size: int, context: int, window: int | None = N
     return index.unsqueeze(1) * size + offsets
 
 
-def _flat_channels(x: Tensor) -> Tensor:
-    """(B, C, H, W) -> (C, B*H*W); a view when B == 1."""
-    b, c, h, w = x.shape
-    return x.transpose(0, 1).reshape(c, b * h * w)
+def _flat_index(batch: Tensor, pixels: Tensor, shape: torch.Size) -> Tensor:
+    """Indices into x.reshape(-1) for x of `shape` (B, C, H, W).
 
-
-def _linear_index(batch: Tensor, rows: Tensor, cols: Tensor, height: int, width: int) -> Tensor:
-    """(N,), (N, P), (N, Q) -> (N, P, Q) indices into a flattened (B*H*W) axis."""
-    base = batch.view(-1, 1, 1) * (height * width)
-    return base + rows.unsqueeze(2) * width + cols.unsqueeze(1)
+    batch: (N,); pixels: (N, P, Q) offsets y*W + x inside one channel plane.
+    Returns (N, C, P, Q). Indexing the flat tensor directly, rather than a
+    channels-first transpose of it, costs no full-resolution copy, which in an
+    exported graph would be a Transpose of the whole image on every call.
+    """
+    _, c, h, w = shape
+    planes = torch.arange(c, device=pixels.device, dtype=pixels.dtype).view(1, c, 1, 1) * (h * w)
+    return batch.view(-1, 1, 1, 1) * (c * h * w) + planes + pixels.unsqueeze(1)
 
 
 def gather_windows(x: Tensor, batch: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -71,10 +72,12 @@ def gather_windows(x: Tensor, batch: Tensor, rows: Tensor, cols: Tensor) -> Tens
     _, c, h, w = x.shape
     n, p, q = batch.shape[0], rows.shape[1], cols.shape[1]
     inside = ((rows >= 0) & (rows < h)).unsqueeze(2) & ((cols >= 0) & (cols < w)).unsqueeze(1)
-    idx = _linear_index(batch, rows.clamp(0, h - 1), cols.clamp(0, w - 1), h, w)
-    vals = _flat_channels(x).index_select(1, idx.reshape(-1)).reshape(c, n, p, q)
+    rows_in = torch.minimum(rows.clamp(min=0), torch.as_tensor(h - 1))
+    cols_in = torch.minimum(cols.clamp(min=0), torch.as_tensor(w - 1))
+    idx = _flat_index(batch, rows_in.unsqueeze(2) * w + cols_in.unsqueeze(1), x.shape)
+    vals = x.reshape(-1).index_select(0, idx.reshape(-1)).reshape(n, c, p, q)
     # where, not a multiply: an inf read outside the image must not become NaN.
-    return torch.where(inside.unsqueeze(1), vals.transpose(0, 1), vals.new_zeros(()))
+    return torch.where(inside.unsqueeze(1), vals, vals.new_zeros(()))
 
 
 def gather_patches(x: Tensor, index: PatchIndex, size: int, context: int = 0) -> Tensor:
@@ -94,14 +97,15 @@ def _axis_weights(target: Tensor, src_size: int, dst_size: int) -> tuple[Tensor,
     """
     scale = src_size / dst_size
     s = ((target.to(torch.float32) + 0.5) * scale - 0.5).clamp(min=0.0)
-    lo = s.floor().to(torch.int64).clamp(max=src_size - 1)
-    hi = (lo + 1).clamp(max=src_size - 1)
+    lo = torch.minimum(s.floor().to(torch.int64), torch.as_tensor(src_size - 1))
+    hi = torch.minimum(lo + 1, torch.as_tensor(src_size - 1))
     frac = s - lo.to(torch.float32)
     inside = ((target >= 0) & (target < dst_size)).to(torch.float32)
     # lo is non-decreasing along a window, so its first entry starts the span,
-    # and hi - lo[0] <= (P - 1) * scale + 2 bounds its length.
+    # and hi - lo[0] <= (P - 1) * scale + 2 bounds its length. Integer arithmetic
+    # keeps the span a graph value when the sizes are traced.
     start = lo[:, :1]
-    span = int((target.shape[1] - 1) * scale) + 3
+    span = (target.shape[1] - 1) * src_size // dst_size + 3
     taps = torch.arange(span, device=target.device).view(1, 1, span)
     w_lo = (taps == (lo - start).unsqueeze(2)).to(torch.float32) * (1.0 - frac).unsqueeze(2)
     w_hi = (taps == (hi - start).unsqueeze(2)).to(torch.float32) * frac.unsqueeze(2)
@@ -143,11 +147,9 @@ def scatter_patches(x: Tensor, patches: Tensor, index: PatchIndex) -> Tensor:
     x: (B, C, H, W); patches: (N, C, s, s) placed at pixel (row*s, col*s) of
     image `batch`. Patches must not overlap and must lie inside x.
     """
-    b, c, h, w = x.shape
     s = patches.shape[-1]
     rows = window_coords(index.row, s, 0)
     cols = window_coords(index.col, s, 0)
-    idx = _linear_index(index.batch, rows, cols, h, w).reshape(1, -1).expand(c, -1)
-    src = patches.transpose(0, 1).reshape(c, -1).to(x.dtype)
-    out = _flat_channels(x).scatter(1, idx, src)
-    return out.reshape(c, b, h, w).transpose(0, 1)
+    idx = _flat_index(index.batch, rows.unsqueeze(2) * x.shape[-1] + cols.unsqueeze(1), x.shape)
+    out = x.reshape(-1).scatter(0, idx.reshape(-1), patches.reshape(-1).to(x.dtype))
+    return out.reshape(x.shape)

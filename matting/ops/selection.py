@@ -21,10 +21,16 @@ def _from_flat(flat: Tensor, batch: Tensor, grid_width: int) -> PatchIndex:
     return PatchIndex(batch, flat // grid_width, flat % grid_width)
 
 
-def select_topk(score: Tensor, k: int) -> PatchIndex:
-    """The k highest cells of each image. score: (B, 1, Hq, Wq); returns B*k patches."""
+def select_topk(score: Tensor, k: int | Tensor) -> PatchIndex:
+    """The k highest cells of each image. score: (B, 1, Hq, Wq); returns B*k patches.
+
+    k is clamped to [0, Hq*Wq]; a 0-dim tensor k (export) stays a graph value.
+    """
     b, _, hq, wq = score.shape
-    k = max(0, min(int(k), hq * wq))
+    if isinstance(k, Tensor):
+        k = torch.clamp(k.reshape(()), min=0, max=hq * wq)
+    else:
+        k = max(0, min(int(k), hq * wq))
     flat = score.reshape(b, hq * wq).topk(k, dim=1, sorted=False).indices
     batch = torch.arange(b, device=score.device).view(b, 1).expand(b, k)
     return _from_flat(flat.reshape(-1), batch.reshape(-1), wq)
