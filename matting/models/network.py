@@ -115,10 +115,14 @@ class MattingNet(nn.Module):
         score = None
         if mode == "full":
             out = self.refiner.dense(x, feats)
+            alpha, residual = out[:, :1], out[:, 1:4]
         else:
             hp, wp = x.shape[-2:]
-            base = torch.cat([coarse.alpha, coarse.foreground_residual], dim=1)
-            out = F.interpolate(base, size=(hp, wp), mode="bilinear", align_corners=False)
+            # Alpha and the foreground residual stay apart to the end: splitting
+            # a joint 4-channel map would cost full-resolution copies at 4K.
+            up = {"size": (hp, wp), "mode": "bilinear", "align_corners": False}
+            alpha = F.interpolate(coarse.alpha, **up)
+            residual = F.interpolate(coarse.foreground_residual, **up)
             grid = (hp // PATCH, wp // PATCH)
             if mode == "topk":
                 score = F.interpolate(coarse.error, size=grid, mode="bilinear", align_corners=False)
@@ -136,13 +140,15 @@ class MattingNet(nn.Module):
             elif mode != "none":
                 raise ValueError(f"unknown refine mode {mode!r}; use topk, band, full or none")
             if exporting() or index.num_patches:
-                out = scatter_patches(out, self.refiner.sparse(x, feats, index), index)
+                refined = self.refiner.sparse(x, feats, index)
+                alpha = scatter_patches(alpha, refined[:, :1], index)
+                residual = scatter_patches(residual, refined[:, 1:4], index)
 
         ch, cw = (h + f - 1) // f, (w + f - 1) // f
         crop = (slice(None), slice(None), slice(0, ch), slice(0, cw))
         return MattingOutput(
-            alpha=clamp01(out[:, :1, :h, :w], self.training),
-            foreground=clamp01(out[:, 1:4, :h, :w] + image, self.training),
+            alpha=clamp01(alpha[:, :, :h, :w], self.training),
+            foreground=clamp01(residual[:, :, :h, :w] + image, self.training),
             coarse_alpha=coarse.alpha[crop],
             coarse_foreground=(coarse.foreground_residual + small[:, :3])[crop].clamp(0.0, 1.0),
             coarse_error=coarse.error[crop],

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from matting.ops import (
     PatchIndex,
     gather_patches,
+    half_resolution,
     sample_windows,
     scatter_patches,
     select_all,
@@ -75,6 +76,12 @@ def test_sample_windows_matches_interpolate() -> None:
         for i in range(n):
             exp = ref[b[i], :, 2 * r[i] : 2 * r[i] + 8, 2 * c[i] : 2 * c[i] + 8]
             torch.testing.assert_close(got[i], exp, rtol=0, atol=1e-6)
+
+
+def test_half_resolution_is_the_bilinear_half() -> None:
+    x = torch.rand(2, 3, 12, 20)
+    ref = F.interpolate(x, (6, 10), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(half_resolution(x, 3), ref, rtol=0, atol=1e-6)
 
 
 def test_select_topk_picks_the_highest_cells() -> None:
