@@ -13,6 +13,10 @@ class InputError(MattingError):
     """An input image is missing, unreadable, of an unsupported type or too large."""
 
 
+class UnsupportedTypeError(InputError):
+    """The bytes are not one of the accepted image types (identified by sniffing)."""
+
+
 class InputTooLargeError(InputError):
     """An input exceeds a byte or pixel limit (decompression bombs included)."""
 

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from matting.compositing import composite, premultiply, to_float, to_uint8
-from matting.errors import InputError, InputTooLargeError, MattingError
+from matting.errors import InputError, InputTooLargeError, MattingError, UnsupportedTypeError
 
 __all__ = [
     "DecodedImage",
@@ -153,29 +153,39 @@ def _decode(data: bytes, limits: ImageLimits, source: str | None) -> DecodedImag
         raise fail(InputTooLargeError, _too_many_bytes(n, limits))
     data = bytes(data)
 
-    # Pillow reports oversized images with a warning (then an error above twice
-    # its limit) and its plugins warn about odd metadata. Warnings must not reach
-    # the user: the bomb warning becomes an exception handled below, the rest are
-    # benign and dropped. catch_warnings is process-global state; the worst a
-    # concurrent thread can see is a filter that is briefly different.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            return _decode_checked(data, limits, fail)
-        except (MattingError, MemoryError):
-            # MemoryError is the server's condition, not a fault of the input.
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise fail(InputTooLargeError, _bomb_message(data, e, limits)) from None
-        except Exception as e:
-            # Pillow signals bad data with OSError, SyntaxError, ValueError,
-            # EOFError, struct.error, zlib.error...; all mean the same to a user.
-            kind = _signature(data) or "image"
-            raise fail(
-                InputError,
-                f"{kind} data is truncated or corrupt ({_one_line(e)}); {n} bytes read",
-            ) from e
+    _install_warning_filters()
+    try:
+        return _decode_checked(data, limits, fail)
+    except (MattingError, MemoryError):
+        # MemoryError is the server's condition, not a fault of the input.
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise fail(InputTooLargeError, _bomb_message(data, e, limits)) from None
+    except Exception as e:
+        # Pillow signals bad data with OSError, SyntaxError, ValueError,
+        # EOFError, struct.error, zlib.error...; all mean the same to a user.
+        kind = _signature(data) or "image"
+        raise fail(
+            InputError,
+            f"{kind} data is truncated or corrupt ({_one_line(e)}); {n} bytes read",
+        ) from e
+
+
+def _install_warning_filters() -> None:
+    """Pillow reports oversized images with a warning (then an error above twice
+    its limit) and its plugins warn about odd metadata. Warnings must not reach
+    the user: the bomb warning becomes an exception, the rest are benign and
+    dropped. The filters are installed once for the process and never undone:
+    warnings.catch_warnings() around each decode would swap process-global
+    state back and forth under the service's concurrent decoding threads.
+    Installing is checked on every call (a scan of a short list) because test
+    runners and other code may reset the filters."""
+    bomb = Image.DecompressionBombWarning
+    if any(f[0] == "error" and f[2] is bomb for f in warnings.filters):
+        return
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+    # Inserted last, so it is matched first.
+    warnings.filterwarnings("error", category=bomb)
 
 
 def _decode_checked(data: bytes, limits: ImageLimits, fail: _Fail) -> DecodedImage:
@@ -193,7 +203,7 @@ def _decode_checked(data: bytes, limits: ImageLimits, fail: _Fail) -> DecodedIma
         _check_size(im.size, limits, fail)
         fmt = _FORMAT_NAMES.get(im.format or "")
         if fmt is None:  # cannot happen with formats=...; kept as a guard
-            raise fail(InputError, f"unsupported image type {im.format}; {_EXPECTED}")
+            raise fail(UnsupportedTypeError, f"unsupported image type {im.format}; {_EXPECTED}")
         im.load()  # first frame of an animation; raises here when truncated
         _apply_orientation(im)
         rgb, alpha = _to_arrays(im)
@@ -295,10 +305,10 @@ def _unidentified(data: bytes, fail: _Fail) -> InputError:
         )
     other = _other_format(data)
     if other is not None:
-        return fail(InputError, f"unsupported image type {other}; {_EXPECTED}")
+        return fail(UnsupportedTypeError, f"unsupported image type {other}; {_EXPECTED}")
     head = data[:8].hex(" ")
     return fail(
-        InputError,
+        UnsupportedTypeError,
         f"not a recognised image ({len(data)} bytes starting with {head}); {_EXPECTED}",
     )
 

@@ -39,6 +39,7 @@ def _register() -> None:
     from matting.cli.evaluate import evaluate
     from matting.cli.export import export
     from matting.cli.image import image
+    from matting.cli.serve import serve
     from matting.cli.train import train
 
     cli.add_command(image)
@@ -47,6 +48,7 @@ def _register() -> None:
     cli.add_command(evaluate)
     cli.add_command(export)
     cli.add_command(bench)
+    cli.add_command(serve)
 
 
 _register()

@@ -1,0 +1,103 @@
+"""Service settings, read from the environment (prefix MATTING_) once per process.
+
+Every field maps to an upper-case variable: `max_batch_size` is
+MATTING_MAX_BATCH_SIZE. Lists (warm-up sizes) are JSON, e.g.
+MATTING_WARMUP_SIZES='["512x512", "1920x1080"]'.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from matting.errors import InputError
+
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "matting"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MATTING_", extra="ignore")
+
+    # The model: a checkpoint (.safetensors) or an export directory with a
+    # manifest. Unset: the shipped default model, exported once to ONNX under
+    # cache_dir when it will run on ONNX Runtime.
+    model: str | None = None
+    backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["auto", "fp32", "fp16"] = "auto"  # auto: fp16 on a GPU
+    threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+    # Dynamic batching
+    max_batch_size: int = Field(8, ge=1, le=64)
+    max_delay_ms: float = Field(5.0, ge=0, le=1000)
+    max_queue: int = Field(64, ge=1)
+    bucket: int = Field(64, ge=1)
+    # Threads that decode and encode images (off the event loop)
+    codec_threads: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
+    request_timeout_s: float = Field(60.0, gt=0)  # per-request deadline
+    drain_timeout_s: float = Field(30.0, ge=0)  # shutdown waits this long for work
+
+    # Limits on what a request may carry
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=1)  # 8K UHD is 33.2 MP
+    max_side: int = Field(16384, ge=1)
+
+    # API keys: comma-separated in MATTING_API_KEYS and/or one per line in the
+    # file MATTING_API_KEYS_FILE (a mounted secret). Auth is on when any is set.
+    api_keys: SecretStr | None = None
+    api_keys_file: Path | None = None
+
+    warmup_sizes: list[str] = ["512x512"]
+
+    @field_validator("warmup_sizes")
+    @classmethod
+    def _sizes(cls, value: list[str]) -> list[str]:
+        for s in value:
+            if not _SIZE.match(s):
+                raise ValueError(f"warm-up size {s!r} is not WIDTHxHEIGHT, e.g. 1920x1080")
+        return value
+
+    def warmup_shapes(self) -> list[tuple[int, int]]:
+        """(height, width) pairs."""
+        out = []
+        for s in self.warmup_sizes:
+            m = _SIZE.match(s)
+            assert m is not None  # checked by the validator
+            out.append((int(m.group(2)), int(m.group(1))))
+        return out
+
+    def keys(self) -> list[bytes]:
+        """The accepted API keys (empty: auth off). Raises InputError when the
+        key file cannot be read, so a misconfigured secret stops the start-up
+        instead of silently turning auth off."""
+        keys = []
+        if self.api_keys is not None:
+            keys += [k.strip() for k in self.api_keys.get_secret_value().split(",")]
+        if self.api_keys_file is not None:
+            try:
+                text = self.api_keys_file.read_text(encoding="utf-8")
+            except OSError as e:
+                raise InputError(
+                    f"cannot read MATTING_API_KEYS_FILE {self.api_keys_file}: {e}"
+                ) from None
+            keys += [line.strip() for line in text.splitlines()]
+        return [k.encode() for k in keys if k]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

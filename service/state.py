@@ -1,0 +1,35 @@
+"""What one app instance holds: settings, metrics, and once loaded, the backend
+and its batcher."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import anyio
+
+from matting.imageio import ImageLimits
+from matting.runtime import Backend
+from service.batcher import Batcher
+from service.metrics import Metrics
+from service.settings import Settings
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    keys: list[bytes] = field(default_factory=list)
+    backend: Backend | None = None
+    batcher: Batcher | None = None
+    ready: bool = False
+    load_error: str | None = None
+    codec_limiter: anyio.CapacityLimiter | None = None  # made in the lifespan (needs a loop)
+    loop: asyncio.AbstractEventLoop | None = None  # the server's, for calls from other threads
+
+    @property
+    def limits(self) -> ImageLimits:
+        s = self.settings
+        return ImageLimits(
+            max_bytes=s.max_request_bytes, max_pixels=s.max_pixels, max_side=s.max_side
+        )
