@@ -12,6 +12,7 @@ machine's noise falls on all of them alike, and medians are reported.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import statistics
@@ -112,8 +113,7 @@ def run_bench(
                     continue
                 images = rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8)
 
-                def call(backend: Backend = backend, images: np.ndarray = images, k=k):  # type: ignore[no-untyped-def]
-                    return backend.infer(images, num_patches=k)
+                call = functools.partial(backend.infer, images, num_patches=k)
 
                 log(f"warm-up {cfg.label}")
                 t0 = time.perf_counter()
@@ -127,8 +127,8 @@ def run_bench(
                 runners.append((result, call))
     for r in range(rounds):
         log(f"round {r + 1}/{rounds}")
-        for result, call in runners:
-            result.seconds.append(_timed(call))
+        for result, run in runners:
+            result.seconds.append(_timed(run))
     return results
 
 

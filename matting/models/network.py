@@ -41,6 +41,10 @@ class MattingOutput(NamedTuple):
     patch_scores: Tensor | None = None
 
 
+def _upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 def patch_budget(fraction: float, grid_cells: int) -> int:
     """Number of patches for a fraction of the grid: at least 1, at most all."""
     return max(1, min(grid_cells, math.ceil(fraction * grid_cells)))
@@ -120,20 +124,21 @@ class MattingNet(nn.Module):
             hp, wp = x.shape[-2:]
             # Alpha and the foreground residual stay apart to the end: splitting
             # a joint 4-channel map would cost full-resolution copies at 4K.
-            up = {"size": (hp, wp), "mode": "bilinear", "align_corners": False}
-            alpha = F.interpolate(coarse.alpha, **up)
-            residual = F.interpolate(coarse.foreground_residual, **up)
+            alpha = _upsample(coarse.alpha, (hp, wp))
+            residual = _upsample(coarse.foreground_residual, (hp, wp))
             grid = (hp // PATCH, wp // PATCH)
+            topk_score = None
             if mode == "topk":
                 score = F.interpolate(coarse.error, size=grid, mode="bilinear", align_corners=False)
-                score = _mask_padding(score, h, w)
+                score = topk_score = _mask_padding(score, h, w)
             if patches is not None:
                 index = _patch_index(patches, x.shape[0], grid)
             elif mode == "topk":
                 k = num_patches
                 if k is None:
                     k = patch_budget(refine_fraction or cfg.refine_fraction, grid[0] * grid[1])
-                index = select_topk(score, k)
+                assert topk_score is not None  # set above for mode "topk"
+                index = select_topk(topk_score, k)
             elif mode == "band":
                 a = F.interpolate(coarse.alpha, size=grid, mode="bilinear", align_corners=False)
                 index = select_band(a, cfg.band_low, cfg.band_high, cfg.band_dilation)

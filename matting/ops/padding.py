@@ -8,7 +8,7 @@ non-negative integer ops, which export to the same numbers for any size.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,9 @@ def pad_to_multiple(x: Tensor, multiple: int | Tensor) -> Tensor:
     react to; the caller crops the padding off the outputs.
     """
     h, w = x.shape[-2:]
-    ph, pw = padded_size(h, multiple) - h, padded_size(w, multiple) - w
+    # While tracing, sizes and `multiple` are tensors; the stubs only know ints.
+    m = cast(int, multiple)
+    ph, pw = padded_size(h, m) - h, padded_size(w, m) - w
     if isinstance(ph, int) and isinstance(pw, int) and ph == 0 and pw == 0:
         return x
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
@@ -70,4 +72,5 @@ def box_downsample(x: Tensor, factor: int | Tensor) -> Tensor:
     if isinstance(factor, int):
         return F.avg_pool2d(x, factor) if factor > 1 else x
     b, c, h, w = x.shape
-    return x.reshape(b, c, h // factor, factor, w // factor, factor).mean(dim=(3, 5))
+    f = cast(int, factor)  # a traced size: the stubs only know ints
+    return x.reshape(b, c, h // f, f, w // f, f).mean(dim=(3, 5))

@@ -10,6 +10,8 @@ resolution pixels), and return a PatchIndex.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -31,8 +33,9 @@ def select_topk(score: Tensor, k: int | Tensor) -> PatchIndex:
         k = torch.clamp(k.reshape(()), min=0, max=hq * wq)
     else:
         k = max(0, min(int(k), hq * wq))
-    flat = score.reshape(b, hq * wq).topk(k, dim=1, sorted=False).indices
-    batch = torch.arange(b, device=score.device).view(b, 1).expand(b, k)
+    kk = cast(int, k)  # a 0-dim tensor while exporting; the stubs only know ints
+    flat = score.reshape(b, hq * wq).topk(kk, dim=1, sorted=False).indices
+    batch = torch.arange(b, device=score.device).view(b, 1).expand(b, kk)
     return _from_flat(flat.reshape(-1), batch.reshape(-1), wq)
 
 
