@@ -481,6 +481,7 @@ def encode_output(
     foreground: np.ndarray,
     fmt: OutputFormat = "png",
     background: tuple[int, int, int] | np.ndarray | None = None,
+    png_level: int = 6,
 ) -> bytes:
     """Encode one matting output as PNG, WebP or JPEG bytes.
 
@@ -492,6 +493,8 @@ def encode_output(
     kind "composite": F * a + B * (1 - a) over `background`, an (r, g, b) colour in
         0..255 or an (h, w, 3) uint8 image scaled to cover (H, W); default white.
     WebP is lossless for rgba and alpha, quality 95 otherwise; JPEG is quality 95.
+    png_level: zlib level 0-9 (Pillow's default 6); 1 is about 4x faster on
+    photos for a few percent more bytes, the better trade where CPU is scarce.
     """
     _check_kind(kind)
     _check_format(fmt)
@@ -520,7 +523,11 @@ def encode_output(
 
     buf = io.BytesIO()
     options: dict[str, object] = {}
-    if fmt == "jpeg":
+    if fmt == "png":
+        if not 0 <= png_level <= 9:
+            raise ValueError(f"png_level must be 0-9, got {png_level}")
+        options = {"compress_level": png_level}
+    elif fmt == "jpeg":
         options = {"quality": _JPEG_QUALITY}
     elif fmt == "webp":
         # Mattes must keep exact values; exact=True also keeps the colour under

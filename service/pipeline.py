@@ -110,9 +110,11 @@ def prepare(
     return Prepared(image, plate, background)
 
 
-def encode(options: MatteOptions, alpha: np.ndarray, fg: np.ndarray, prep: Prepared) -> bytes:
+def encode(
+    options: MatteOptions, alpha: np.ndarray, fg: np.ndarray, prep: Prepared, png_level: int
+) -> bytes:
     backdrop = prep.background if prep.background is not None else options.background_color
-    return encode_output(options.output, alpha, fg, options.format, backdrop)
+    return encode_output(options.output, alpha, fg, options.format, backdrop, png_level)
 
 
 async def run_matte(
@@ -122,6 +124,7 @@ async def run_matte(
     limits: ImageLimits,
     deadline_s: float,
     codec_limiter: anyio.CapacityLimiter,
+    png_level: int = 6,
 ) -> MatteOutput:
     start = time.perf_counter()
     needs_plate = batcher.backend.info.model.background_input
@@ -133,7 +136,7 @@ async def run_matte(
     result = await batcher.submit(prep.image, prep.plate, deadline_s=left)
     inferred = time.perf_counter()
     data = await anyio.to_thread.run_sync(
-        encode, options, result.alpha, result.foreground, prep, limiter=codec_limiter
+        encode, options, result.alpha, result.foreground, prep, png_level, limiter=codec_limiter
     )
     done = time.perf_counter()
     h, w = result.alpha.shape

@@ -103,7 +103,13 @@ async def _matte(
     payload = await read_payload(request, s.max_request_bytes)
     assert state.codec_limiter is not None  # set by the lifespan before any request
     return await run_matte(
-        batcher, payload, options, state.limits, s.request_timeout_s, state.codec_limiter
+        batcher,
+        payload,
+        options,
+        state.limits,
+        s.request_timeout_s,
+        state.codec_limiter,
+        s.png_level,
     )
 
 

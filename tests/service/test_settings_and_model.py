@@ -83,3 +83,24 @@ def test_default_model_is_exported_once_and_a_damaged_cache_is_redone(tmp_path: 
     backend = load_service_backend(settings, logs.append)
     assert any("exporting again" in m for m in logs)
     assert backend.info.name == "onnxruntime"
+
+
+def test_png_level_trades_cpu_for_bytes() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from matting.imageio import encode_output
+
+    rng = np.random.default_rng(0)
+    alpha = np.clip(rng.normal(0.5, 0.3, (64, 64)), 0, 1).astype(np.float32)
+    fg = rng.random((64, 64, 3), dtype=np.float32)
+    fast, small = (encode_output("rgba", alpha, fg, "png", png_level=lvl) for lvl in (1, 9))
+    assert fast != small and len(small) <= len(fast)
+    for data in (fast, small):  # both decode to the same pixels
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(io.BytesIO(data))), np.asarray(Image.open(io.BytesIO(fast)))
+        )
+    with pytest.raises(ValueError, match="png_level"):
+        encode_output("rgba", alpha, fg, "png", png_level=10)
