@@ -328,18 +328,56 @@ def test_metrics_move(live: LiveServer) -> None:
     assert all(dict(k[1]).get("endpoint") != "/nope" for k in after)
 
 
-def test_a_model_that_fails_to_load_is_reported(tmp_path: Path) -> None:
-    settings = tiny_settings(tmp_path / "missing-model", tmp_path)
-    server = start_server(settings, wait_ready=False)
+def _broken_models(tiny_model: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
+    """Models the service must refuse to serve, with what the refusal says."""
+    import shutil
+
+    from matting.checkpoint import save_checkpoint
+    from matting.config import preset
+    from matting.models.network import build_model
+    from tests.export.conftest import TINY
+    from tests.matting.test_checkpoint import _rewrite
+
+    out: dict[str, tuple[Path, str]] = {"missing": (tmp / "nowhere", "manifest")}
+    corrupt = tmp / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json" + bytes(64))
+    out["corrupt-checkpoint"] = (corrupt, "corrupt")
+    # The tiny model's header over ResNet-18 weights (checksum made to match).
+    tiny = tmp / "tiny.safetensors"
+    save_checkpoint(tiny, build_model(TINY))
+    other = tmp / "other.safetensors"
+    weights = {k: v.contiguous() for k, v in build_model(preset("resnet18")).state_dict().items()}
+    _rewrite(tiny, other, weights)
+    out["other-architecture"] = (other, "another architecture")
+    tampered = tmp / "tampered"
+    shutil.copytree(tiny_model, tampered)
+    with open(tampered / "model.fp32.onnx", "r+b") as f:
+        f.seek(300)
+        f.write(b"\x00\x01\x02\x03")
+    out["tampered-onnx"] = (tampered, "sha256")
+    return out
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "corrupt-checkpoint", "other-architecture", "tampered-onnx"]
+)
+def test_a_model_that_cannot_load_is_never_served(
+    tiny_model: Path, tmp_path: Path, case: str
+) -> None:
+    model, match = _broken_models(tiny_model, tmp_path)[case]
+    server = start_server(tiny_settings(model, tmp_path), wait_ready=False)
     try:
         with server.client() as c:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while server.state.load_error is None:
+                assert not server.state.ready, "a broken model was served"
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            assert c.get("/readyz").json()["status"] == "failed"
+            ready = c.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["status"] == "failed"
+            assert match.lower() in ready.json()["detail"].lower(), ready.json()
             assert c.get("/livez").status_code == 503
-            _error(c.post("/v1/matte", content=images.photo()), 503, "manifest")
+            _error(c.post("/v1/matte", content=images.photo()), 503, match)
     finally:
         server.stop()
 
