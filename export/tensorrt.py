@@ -12,26 +12,19 @@
    the manifest of the output directory. Nothing is written when a gate fails.
 
 TensorRT limits that bear on this graph
-- TopK takes k <= 3840. "k must obey k<=d, k<=3840" (TensorRT operator reference,
-  TopK: docs.nvidia.com/deeplearning/tensorrt/latest/_static/operators/TopK.html);
-  "Currently only values up to 3840 are supported" (ITopKLayer::setK, and the
-  Python ITopKLayer docstring); "`K` input must be less than 3840" (onnx-tensorrt
-  docs/operators.md for TensorRT 10.15). The graph ranks each image's whole patch
-  grid with one TopK, so the per-image budget k is bounded by that. At the
-  default refine_fraction (4%) this covers images up to about 1.5 megapixels
-  (HD needs 5184 patches, 4K 20736): `build_engine` refuses, with an
-  ExportError, profiles whose largest size needs a default budget above the
-  limit, and the engine accepts num_patches in 0..3840 only.
-- A dynamic k reaches TopK as its second input (ITopKLayer::setInput(1, k), which
-  the ONNX parser of TensorRT 10 uses for TopK's K input). Since k also sizes the
-  patch list, `num_patches` is a shape tensor: it lives in host memory and every
-  optimisation profile gives its min/opt/max value (`set_shape_input`).
+- TopK takes k <= 3840 ("k must obey k<=d, k<=3840", TensorRT operator reference,
+  TopK; "Currently only values up to 3840 are supported", ITopKLayer::setK),
+  while a 4K frame at the default refine fraction needs 20736 patches. So the
+  exported graph selects without TopK: it bisects a score threshold per image
+  and takes the cells above it with NonZero (matting.ops.selection.
+  select_by_threshold), which has no limit on k. `num_patches` is then an
+  ordinary input (a value, not a shape); where a graph still uses it as a shape
+  tensor, every profile gives its min/opt/max value (`set_shape_input`).
 - `patches` (B*k, 3) is sized by a value, not by input shapes; the runner
   receives every output through an IOutputAllocator, which TensorRT 10 documents
   for outputs whose size is known only at run time.
-- onnx-tensorrt lists TopK with "`sorted` must be 1"; the parser ignores the
-  attribute and TensorRT returns sorted values, which serves the graph's
-  sorted=0 as well (the order of the picks is free).
+- NonZero and CumSum have data-dependent or scan semantics that TensorRT 10
+  supports (INonZeroLayer, ICumulativeLayer).
 - TensorRT builds fp32 layers with TF32 by default; fp32 engines clear that flag
   so that they meet the same float32 gate as the ONNX graph.
 """
@@ -70,7 +63,6 @@ from matting.runtime.manifest import (
     write_manifest,
 )
 from matting.runtime.tensorrt_backend import (
-    TOPK_MAX_K,
     EngineRunner,
     check_engine_profiles,
     engine_profiles,
@@ -183,33 +175,13 @@ def check_profiles(profiles: Sequence[Profile]) -> None:
         check_profile(p)
 
 
-def topk_limit_problems(
-    profiles: Sequence[Profile], config: ModelConfig, k_max: int = TOPK_MAX_K
-) -> list[str]:
-    """One line per profile whose largest size needs a default top-k budget above
-    `k_max`. The budget grows with the size, so the largest size is the worst."""
-    problems = []
-    for p in profiles:
-        _, h, w = p.max
-        need = default_num_patches(h, w, config)
-        if need > k_max:
-            problems.append(
-                f"profile {p.name!r} reaches {h}x{w}, where the default budget is {need} "
-                f"patches per image"
-            )
-    return problems
-
-
-def largest_servable_pixels(config: ModelConfig, k_max: int = TOPK_MAX_K) -> int:
-    """About the most pixels whose default budget stays within k_max."""
-    return round(k_max / config.refine_fraction) * 4 * 4
-
-
-def patch_range(profile: Profile, config: ModelConfig, k_max: int = TOPK_MAX_K) -> Shape3:
-    """(min, opt, max) values of num_patches in a profile: any k up to k_max, tuned
-    for the default budget at the profile's opt size."""
+def patch_range(profile: Profile, config: ModelConfig) -> Shape3:
+    """(min, opt, max) values of num_patches in a profile: any k up to every cell of
+    the largest size, tuned for the default budget at the profile's opt size."""
     _, h, w = profile.opt
-    return 0, min(default_num_patches(h, w, config), k_max), k_max
+    _, hm, wm = profile.max
+    most = patch_grid_cells(hm, wm, config)
+    return 0, min(default_num_patches(h, w, config), most), most
 
 
 def profile_shapes(profile: Profile) -> tuple[tuple[int, int, int, int], ...]:
@@ -217,18 +189,10 @@ def profile_shapes(profile: Profile) -> tuple[tuple[int, int, int, int], ...]:
     return tuple((b, h, w, 3) for b, h, w in (profile.min, profile.opt, profile.max))
 
 
-def case_fits(
-    case: ParityCase, profiles: Sequence[Profile], config: ModelConfig, k_max: int
-) -> str:
+def case_fits(case: ParityCase, profiles: Sequence[Profile]) -> str:
     """Why a parity case cannot run on the engine ("" when it can)."""
     if not any(p.accepts(case.batch, case.height, case.width) for p in profiles):
         return f"{case.name}: {case.height}x{case.width} x{case.batch} is outside the profiles"
-    k = case.num_patches
-    if k is None:
-        k = default_num_patches(case.height, case.width, config)
-    k = min(k, patch_grid_cells(case.height, case.width, config))
-    if k > k_max:
-        return f"{case.name}: k={k} is over the TopK limit {k_max}"
     return ""
 
 
@@ -377,7 +341,7 @@ def build_engine(
     `checkpoint` is the source of the ONNX graph, which the parity gate compares
     against (default: the shipped model, accepted only if its weights digest is
     the manifest's). `cases` default to `export.parity.default_cases`; cases
-    outside the profiles or over the TopK limit are skipped and logged.
+    outside the profiles are skipped and logged.
     """
     trt = import_tensorrt(ExportError)
     profiles = tuple(profiles) if profiles is not None else default_profiles()
@@ -393,16 +357,6 @@ def build_engine(
     source = find_onnx(manifest, onnx_file)
     onnx_path = verified_artifact(src_dir, source)
     config = manifest.model
-    problems = topk_limit_problems(profiles, config) if source.variant == "sparse" else []
-    if problems:
-        mp = largest_servable_pixels(config) / 1e6
-        raise ExportError(
-            f"TensorRT's TopK takes k <= {TOPK_MAX_K} per image: "
-            + "; ".join(problems)
-            + f". At refine_fraction {config.refine_fraction:g} an engine serves up to about "
-            f"{mp:.1f} megapixels; build with profiles that stop there, or serve larger "
-            "images with the onnxruntime or torch backend"
-        )
     model = _source_model(manifest, checkpoint)
     precision: Precision = "fp16" if fp16 or source.precision == "fp16" else "fp32"
     name = engine_name(source.variant, precision)
@@ -442,7 +396,7 @@ def build_engine(
         wanted = list(cases) if cases is not None else default_cases(config)
         runnable = []
         for case in wanted:
-            why = case_fits(case, profiles, config, TOPK_MAX_K if sparse else 1 << 62)
+            why = case_fits(case, profiles)
             if why:
                 log(f"{name}: parity skips {why}")
             else:

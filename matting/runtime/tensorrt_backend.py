@@ -8,10 +8,11 @@ Loading refuses, each with a ManifestError that says why, an artifact that
 A missing tensorrt package or a machine without CUDA is a DeviceError.
 
 The engine is the whole graph of `export.graph`: uint8 NHWC pixels in, alpha and
-foreground out. `num_patches` is a shape tensor in TensorRT (it sizes TopK and
-the patch list), so it lives in host memory and each profile bounds its value;
-`patches` is sized by it and comes back through an IOutputAllocator, the
-documented way to receive outputs whose shape is known only at run time.
+foreground out. `num_patches` is a plain value (the graph selects patches by a
+bisected threshold and NonZero, not TopK, whose k TensorRT caps at 3840); the
+runner still handles it as a shape tensor if a graph makes it one. `patches`
+comes back through an IOutputAllocator, the documented way to receive outputs
+whose shape is known only at run time.
 """
 
 from __future__ import annotations
@@ -42,10 +43,6 @@ from matting.runtime.manifest import (
     Profile,
     verified_artifact,
 )
-
-# Largest k of TensorRT's TopK layer ("Currently only values up to 3840 are
-# supported", ITopKLayer::setK; export/tensorrt.py lists the sources).
-TOPK_MAX_K = 3840
 
 Shape3 = tuple[int, int, int]
 # One optimisation profile of an engine as TensorRT reports it for the image
@@ -365,12 +362,11 @@ class TensorRTBackend(Backend):
             # The graph clamps k to the grid; clamping here too keeps a request for
             # "every patch" of a small image inside the profile's range of k.
             k = min(num_patches, patch_grid_cells(h, w, self.info.model))
-            lo, _, hi = self.patch_limits[index] or (0, 0, TOPK_MAX_K)
-            if not lo <= k <= hi:
+            limits = self.patch_limits[index]  # None unless k is a shape tensor
+            if limits is not None and not limits[0] <= k <= limits[2]:
                 raise InputError(
-                    f"num_patches {k} is outside {lo}..{hi}, the range this engine was built "
-                    f"for (TensorRT's TopK takes k <= {TOPK_MAX_K} per image); serve this "
-                    "budget with the onnxruntime or torch backend"
+                    f"num_patches {k} is outside {limits[0]}..{limits[2]}, the range this "
+                    "engine was built for"
                 )
             feed[INPUT_NUM_PATCHES] = np.array(k, dtype=np.int64)
         out = self.runner.run(feed, index)

@@ -1,8 +1,8 @@
 """TensorRT engine building and the TensorRT backend.
 
 Everything up to the TensorRT calls runs here without TensorRT: profiles, the
-TopK limit, manifest checks, and the order in which build and load refuse. The
-real build and parity run only with tensorrt and a CUDA GPU (marked gpu).
+budget of patches, a graph free of TopK, manifest checks, and the order in which
+build and load refuse. The real build and parity run only with tensorrt and a CUDA GPU (marked gpu).
 """
 
 from __future__ import annotations
@@ -19,19 +19,16 @@ import torch
 from export.tensorrt import (
     GATES,
     MIN_SIDE,
-    TOPK_MAX_K,
     build_engine,
     case_fits,
     check_profiles,
     default_profiles,
     engine_name,
-    largest_servable_pixels,
     parse_profile,
     patch_range,
     profile_shapes,
     retyped,
     target_manifest,
-    topk_limit_problems,
 )
 from matting.config import ModelConfig
 from matting.errors import DeviceError, ExportError, ManifestError
@@ -144,36 +141,38 @@ def test_profile_shapes_are_nhwc() -> None:
     assert profile_shapes(SMALL) == ((1, 32, 32, 3), (1, 256, 256, 3), (2, 512, 512, 3))
 
 
-# --- the TopK limit ---------------------------------------------------------------------
+# --- the budget of patches -------------------------------------------------------------
 
 
-def test_topk_limit_flags_the_profiles_whose_default_budget_exceeds_it() -> None:
+def test_patch_range_reaches_every_cell_of_the_largest_size() -> None:
     config = ModelConfig()
-    problems = topk_limit_problems(default_profiles(), config)
-    assert len(problems) == 2
-    assert "'hd'" in problems[0] and "9216" in problems[0]
-    assert "'4k'" in problems[1] and "36864" in problems[1]
-    # HD and 4K frames alone need more than TensorRT's TopK can pick.
-    assert default_num_patches(1080, 1920, config) > TOPK_MAX_K
-    assert default_num_patches(2160, 3840, config) > TOPK_MAX_K
-    # 1280x1200 is exactly at the limit.
-    edge = Profile(name="edge", min=(1, 32, 32), opt=(1, 512, 512), max=(1, 1200, 1280))
-    assert default_num_patches(1200, 1280, config) == TOPK_MAX_K
-    assert topk_limit_problems([edge], config) == []
-    assert largest_servable_pixels(config) == 1200 * 1280
+    small, _, uhd = default_profiles()[:3]
+    most = patch_grid_cells(small.max[1], small.max[2], config)
+    assert patch_range(small, config) == (0, 656, most)
+    # 4K at 4% needs 20736 patches: far past TensorRT's TopK limit of 3840, which
+    # the exported graph no longer uses.
+    lo, opt, hi = patch_range(uhd, config)
+    assert (lo, opt) == (0, default_num_patches(2160, 3840, config)) and opt > 3840
+    assert hi == patch_grid_cells(uhd.max[1], uhd.max[2], config)
 
 
-def test_topk_limit_follows_the_refine_fraction() -> None:
-    # 0.4% of a 3840x3840 grid is 3687 patches; 0.5% is 4608.
-    assert topk_limit_problems(default_profiles(), ModelConfig(refine_fraction=0.004)) == []
-    problems = topk_limit_problems(default_profiles(), ModelConfig(refine_fraction=0.005))
-    assert len(problems) == 1 and "'4k'" in problems[0] and "4608" in problems[0]
+def test_the_exported_graph_has_no_topk(tmp_path: Path) -> None:
+    """TensorRT's TopK takes k <= 3840; the sparse graph must select without it."""
+    import onnx
 
+    from export.onnx_export import export_onnx
+    from export.parity import ParityCase
+    from matting.checkpoint import save_checkpoint
+    from matting.models.network import build_model
+    from tests.export.conftest import TINY
 
-def test_patch_range() -> None:
-    config = ModelConfig()
-    assert patch_range(default_profiles()[0], config) == (0, 656, TOPK_MAX_K)
-    assert patch_range(default_profiles()[2], config) == (0, TOPK_MAX_K, TOPK_MAX_K)
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(ckpt, build_model(TINY).eval())
+    export_onnx(
+        ckpt, tmp_path / "onnx", precisions=("fp32",), cases=[ParityCase("q", 1, 64, 96, 40)]
+    )
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "onnx" / "model.fp32.onnx")).graph.node}
+    assert "TopK" not in ops and {"NonZero", "CumSum"} <= ops
 
 
 def test_patch_grid_cells_is_the_grid_default_num_patches_takes_a_fraction_of() -> None:
@@ -188,13 +187,13 @@ def test_case_fits_skips_cases_the_engine_cannot_take() -> None:
     from export.parity import default_cases
 
     config = ModelConfig()
-    why = {c.name: case_fits(c, [SMALL], config, TOPK_MAX_K) for c in default_cases(config)}
+    why = {c.name: case_fits(c, [SMALL]) for c in default_cases(config)}
     assert why["512-scene"] == "" and why["512-random-k37"] == ""
     assert "outside the profiles" in why["hd-scene"]
     one_k = Profile(name="1k", min=(1, 32, 32), opt=(1, 512, 512), max=(2, 1024, 1024))
-    why = {c.name: case_fits(c, [one_k], config, TOPK_MAX_K) for c in default_cases(config)}
+    why = {c.name: case_fits(c, [one_k]) for c in default_cases(config)}
     assert why["odd-scene-b2-k777"] == "" and why["odd-random-k0"] == ""
-    assert "over the TopK limit" in why["odd-portrait-all"]  # k clamps to 47000 cells
+    assert why["odd-portrait-all"] == ""  # every one of its 47000 cells: no TopK limit
 
 
 # --- engine and manifest checks ---------------------------------------------------------
@@ -362,12 +361,6 @@ def test_build_without_tensorrt_fails_first(tmp_path: Path, no_tensorrt: None) -
         build_engine(tmp_path / "nowhere")
     assert str(e.value).startswith(NEEDS_TENSORRT)
     assert "pip install tensorrt" in str(e.value)
-
-
-def test_build_refuses_profiles_over_the_topk_limit(tmp_path: Path, fake_gpu: None) -> None:
-    _export_dir(tmp_path, "model.fp32.onnx", b"graph", fmt="onnx")
-    with pytest.raises(ExportError, match=r"TopK takes k <= 3840 per image: profile 'hd'"):
-        build_engine(tmp_path)  # the default profiles reach HD and 4K
 
 
 def test_build_checks_the_onnx_graph(tmp_path: Path, fake_gpu: None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -110,3 +111,42 @@ def test_gather_outside_the_image_is_zero_even_next_to_inf() -> None:
     assert torch.isinf(got[0, 0, 2:6, 2:6]).all()
     assert not torch.isnan(got).any()
     assert float(got[0, 0, :2].abs().sum()) == 0.0
+
+
+def _cells(index) -> set[tuple[int, int, int]]:  # type: ignore[no-untyped-def]
+    return set(map(tuple, index.stack().tolist()))
+
+
+@pytest.mark.parametrize("k", [0, 1, 7, 62, 63])
+def test_threshold_selection_is_the_topk(k: int) -> None:
+    """The exported selection (no TopK) picks the same cells as a sort."""
+    from matting.ops.selection import select_by_threshold
+
+    score = torch.rand(3, 1, 7, 9)
+    score[1, 0, -1] = -1.0  # padding row
+    got = select_by_threshold(score, torch.tensor(k))
+    assert got.num_patches == 3 * k
+    for b in range(3):  # a valid top-k: nothing left out scores above what was taken
+        taken = torch.zeros(7, 9, dtype=torch.bool)
+        mine = got.batch == b
+        taken[got.row[mine], got.col[mine]] = True
+        assert int(taken.sum()) == k
+        if 0 < k < 63:
+            assert score[b, 0][taken].min() >= score[b, 0][~taken].max()
+    # At k=62 the last pick in image 1 is among its 9 padding cells tied at -1;
+    # elsewhere nothing ties at the k-th place, so the cells are those of a sort.
+    if k != 62:
+        assert _cells(got) == _cells(select_topk(score, k))
+
+
+def test_threshold_selection_with_ties_takes_exactly_k() -> None:
+    from matting.ops.selection import select_by_threshold
+
+    score = torch.zeros(2, 1, 6, 6)
+    score[0, 0, 0, :3] = 0.5  # three clear winners, then 33 tied zeros
+    score[1, 0, 2, 2] = 1e-9  # a winner closer to the tie than float spacing at 1.0
+    got = select_by_threshold(score, torch.tensor(10))
+    assert got.num_patches == 20
+    b0 = {(r, c) for b, r, c in _cells(got) if b == 0}
+    assert {(0, 0), (0, 1), (0, 2)} <= b0 and len(b0) == 10
+    assert sum(1 for b, _, _ in _cells(got) if b == 1) == 10
