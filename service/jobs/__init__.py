@@ -1,19 +1,17 @@
 """Video jobs: a Redis Streams queue (queue.py), the job record (schema.py), key names and
 timings (constants.py), and an embedded redis-server for laptops and tests (redis_server.py)."""
 
-from service.jobs.queue import (
-    Claim,
+from service.jobs.errors import (
     ClaimLostError,
-    Heartbeat,
     JobCancelledError,
     JobInterruptedError,
     JobNotFoundError,
-    JobQueue,
     JobQueueFullError,
     QueueError,
     QueueUnavailableError,
-    new_worker_name,
 )
+from service.jobs.heartbeat import Heartbeat
+from service.jobs.queue import Claim, JobQueue, new_worker_name
 from service.jobs.schema import Job, JobState, MalformedJobError
 
 __all__ = [

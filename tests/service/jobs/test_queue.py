@@ -9,17 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from service.jobs.queue import (
-    Claim,
+from service.jobs.errors import (
     ClaimLostError,
-    Heartbeat,
     JobCancelledError,
     JobNotFoundError,
-    JobQueue,
     JobQueueFullError,
     QueueUnavailableError,
-    backoff_s,
 )
+from service.jobs.heartbeat import Heartbeat
+from service.jobs.queue import Claim, JobQueue, backoff_s
 from service.jobs.redis_server import EmbeddedRedis
 from service.jobs.schema import Job, JobState, MalformedJobError, is_job_id
 from tests.service.jobs.conftest import make_client, make_queue
