@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from matting.checkpoint import save_checkpoint
-from matting.config import ModelConfig
 from matting.errors import InputError, MattingError
 from matting.models.network import build_model
 from matting.runtime import Backend, BatchResult, load_backend
@@ -30,14 +29,8 @@ from service.batcher import (
     QueueFullError,
     ServiceClosedError,
 )
+from tests.export.conftest import TINY
 
-TINY = ModelConfig(
-    aspp_channels=16,
-    decoder_channels=(16, 8, 8),
-    hidden_channels=4,
-    refiner_channels=(4, 4, 4),
-    coarse_long_side=64,
-)
 T = TypeVar("T")
 
 

@@ -9,17 +9,9 @@ import httpx
 import pytest
 
 from matting.checkpoint import save_checkpoint
-from matting.config import ModelConfig
 from matting.models.network import build_model
 from service import loadtest
-
-TINY = ModelConfig(
-    aspp_channels=16,
-    decoder_channels=(16, 8, 8),
-    hidden_channels=4,
-    refiner_channels=(4, 4, 4),
-    coarse_long_side=64,
-)
+from tests.export.conftest import TINY
 
 
 @pytest.mark.timeout(120)
