@@ -400,3 +400,30 @@ def test_shutdown_drains_in_flight_requests(tiny_model: Path, tmp_path: Path) ->
     server.stop()  # as on SIGTERM: stop accepting, finish what is running
     t.join()
     assert results == [200]
+
+
+def test_a_client_that_leaves_mid_upload_costs_nothing(live: LiveServer) -> None:
+    """Half a body, then the socket closes: no 5xx is counted, the server goes on."""
+    import socket
+    from urllib.parse import urlsplit
+
+    def count_5xx() -> float:
+        with live.client() as c:
+            samples = _samples(c.get("/metrics").text)
+        return sum(
+            v
+            for (n, labels), v in samples.items()
+            if n == "matting_requests_total" and dict(labels)["status"].startswith("5")
+        )
+
+    before = count_5xx()
+    url = urlsplit(live.url)
+    with socket.create_connection((url.hostname, url.port)) as s:
+        s.sendall(
+            b"POST /v1/matte HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 100000\r\n\r\n" + b"\xff\xd8\xff" + bytes(1000)
+        )
+    time.sleep(0.5)
+    with live.client() as c:
+        assert c.post("/v1/matte", content=images.photo(32, 32)).status_code == 200
+    assert count_5xx() == before
