@@ -60,7 +60,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServiceState = app.state.matting
     # Decode and encode threads: enough to keep the backend fed, few enough
     # that a burst of 8K uploads cannot all be decoded into memory at once.
-    state.codec_limiter = anyio.CapacityLimiter(state.settings.codec_threads)
+    state.decode_limiter = anyio.CapacityLimiter(state.settings.codec_threads)
+    state.encode_limiter = anyio.CapacityLimiter(state.settings.codec_threads)
     state.loop = asyncio.get_running_loop()
     loading = asyncio.create_task(_load(state))
     try:

@@ -123,20 +123,20 @@ async def run_matte(
     options: MatteOptions,
     limits: ImageLimits,
     deadline_s: float,
-    codec_limiter: anyio.CapacityLimiter,
+    limiters: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter],
     png_level: int = 6,
 ) -> MatteOutput:
     start = time.perf_counter()
     needs_plate = batcher.backend.info.model.background_input
     prep = await anyio.to_thread.run_sync(
-        prepare, payload, options, limits, needs_plate, limiter=codec_limiter
+        prepare, payload, options, limits, needs_plate, limiter=limiters[0]
     )
     decoded = time.perf_counter()
     left = deadline_s - (decoded - start)
     result = await batcher.submit(prep.image, prep.plate, deadline_s=left)
     inferred = time.perf_counter()
     data = await anyio.to_thread.run_sync(
-        encode, options, result.alpha, result.foreground, prep, png_level, limiter=codec_limiter
+        encode, options, result.alpha, result.foreground, prep, png_level, limiter=limiters[1]
     )
     done = time.perf_counter()
     h, w = result.alpha.shape

@@ -24,7 +24,10 @@ class ServiceState:
     batcher: Batcher | None = None
     ready: bool = False
     load_error: str | None = None
-    codec_limiter: anyio.CapacityLimiter | None = None  # made in the lifespan (needs a loop)
+    # Decode and encode threads, made in the lifespan (they need a loop). Two pools:
+    # a finished batch's encodes must not hold up the decodes that fill the next.
+    decode_limiter: anyio.CapacityLimiter | None = None
+    encode_limiter: anyio.CapacityLimiter | None = None
     loop: asyncio.AbstractEventLoop | None = None  # the server's, for calls from other threads
 
     @property

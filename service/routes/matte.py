@@ -101,14 +101,15 @@ async def _matte(
         # Refuse before reading and decoding the body: shedding must be cheap.
         raise QueueFullError("the queue is full; retry later", batcher.retry_after_s())
     payload = await read_payload(request, s.max_request_bytes)
-    assert state.codec_limiter is not None  # set by the lifespan before any request
+    # Both are set by the lifespan before any request.
+    assert state.decode_limiter is not None and state.encode_limiter is not None
     return await run_matte(
         batcher,
         payload,
         options,
         state.limits,
         s.request_timeout_s,
-        state.codec_limiter,
+        (state.decode_limiter, state.encode_limiter),
         s.png_level,
     )
 
