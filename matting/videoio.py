@@ -7,8 +7,10 @@ Frames are assumed to be constant-rate: a frame's index is derived from its pts 
 from __future__ import annotations
 
 import io
+import math
+import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -237,8 +239,90 @@ _AV_SPECS: dict[str, tuple[str, str, str, dict[str, str], set[str], str]] = {
         {"opus", "vorbis"},
         "libopus",
     ),
-    "composite": ("mp4", "", "yuv420p", {"crf": "16", "preset": "fast"}, {"aac", "mp3"}, "aac"),
+    # No B-frames: dts == pts, so segments joined by concat_segments keep monotonic dts.
+    "composite": (
+        "mp4",
+        "",
+        "yuv420p",
+        {"crf": "16", "preset": "fast", "bf": "0"},
+        {"aac", "mp3"},
+        "aac",
+    ),
 }
+
+
+class _AudioTrack:
+    """The first audio stream of ``src``, muxed into ``out`` as the video advances.
+
+    Packets are copied untouched when the codec is in ``copyable`` (allowed by the container),
+    else decoded and re-encoded with ``encoder`` (AAC cannot go into WebM). Create it before
+    the first mux: the container header needs every stream.
+    """
+
+    def __init__(self, out: Any, src: PathLike, copyable: set[str], encoder: str) -> None:
+        self._out, self._pending = out, None
+        self._packets: Iterator[Any] | None = None
+        self._in: Any = _open_input(src)
+        if not self._in.streams.audio:
+            return
+        try:
+            a_in = self._in.streams.audio[0]
+            a_out: Any
+            if a_in.codec_context.name in copyable:
+                a_out = out.add_stream_from_template(a_in)
+                self._packets = self._remux(a_in, a_out)
+            else:
+                _require_encoder(encoder)
+                rate = 48000 if encoder == "libopus" else a_in.codec_context.sample_rate
+                a_out = out.add_stream(encoder, rate=rate)
+                a_out.layout = a_in.codec_context.layout
+                self._packets = self._reencode(a_in, a_out)
+        except BaseException:
+            self._in.close()
+            raise
+
+    def _remux(self, a_in: Any, a_out: Any) -> Iterator[Any]:
+        for p in self._in.demux(a_in):
+            if p.dts is not None:
+                p.stream = a_out
+                yield p
+
+    def _reencode(self, a_in: Any, a_out: Any) -> Iterator[Any]:
+        cc = a_out.codec_context
+        res = av.AudioResampler(cc.format, cc.layout, cc.sample_rate, cc.frame_size or None)
+        tb, samples = Fraction(1, cc.sample_rate), 0
+
+        def encode(frames: list[Any]) -> Iterator[Any]:
+            nonlocal samples
+            for f in frames:
+                # Number samples from 0: packets then carry timestamps to interleave by.
+                f.pts, f.time_base = samples, tb
+                samples += f.samples
+                yield from a_out.encode(f)
+
+        for frame in self._in.decode(a_in):
+            yield from encode(res.resample(frame))
+        yield from encode(res.resample(None))
+        yield from a_out.encode(None)
+
+    def pump(self, until_s: float | None) -> None:
+        """Mux audio up to the video's current time (all of it if None): keeps the file
+        interleaved so players need not buffer one stream to reach the other."""
+        while self._packets is not None:
+            p = self._pending if self._pending is not None else next(self._packets, None)
+            self._pending = None
+            if p is None:
+                self._packets = None
+                return
+            t = p.dts * p.time_base if p.dts is not None and p.time_base else 0
+            if until_s is not None and t > until_s:
+                self._pending = p
+                return
+            self._out.mux(p)
+
+    def close(self) -> None:
+        self._packets = self._pending = None
+        self._in.close()
 
 
 class _AVWriter(VideoWriter):
@@ -254,7 +338,7 @@ class _AVWriter(VideoWriter):
     ) -> None:
         super().__init__(path, width, height, fps)
         kind = self.kind
-        fmt, codec, self.pix_fmt, opts, self._copyable, self._audio_codec = _AV_SPECS[kind]
+        fmt, codec, self.pix_fmt, opts, copyable, audio_codec = _AV_SPECS[kind]
         codec = codec or _h264_encoder()
         _require_encoder(codec)
         if self.pix_fmt == "yuv420p" and (width % 2 or height % 2):
@@ -264,65 +348,19 @@ class _AVWriter(VideoWriter):
         if "lossless" in opts and not _has_option(codec, "lossless"):
             opts = {**opts, "lossless": "0", "crf": "4", "b": "0"}  # near-lossless fallback
         self._out: Any = av.open(str(path), "w", format=fmt)
-        v: Any = self._out.add_stream(codec, rate=self.fps, options=opts)
-        v.width, v.height, v.pix_fmt = width, height, self.pix_fmt
-        v.codec_context.time_base = 1 / self.fps
-        self._v = v
-        self._in: Any = None
-        self._audio: Iterator[Any] | None = None
-        self._pending: Any = None
-        if audio_from is not None:
-            self._open_audio(audio_from)
-
-    def _open_audio(self, src: PathLike) -> None:
-        self._in = _open_input(src)
-        if not self._in.streams.audio:
-            return
-        a_in = self._in.streams.audio[0]
-        a_out: Any
-        if a_in.codec_context.name in self._copyable:
-            a_out = self._out.add_stream_from_template(a_in)
-            self._audio = self._remux(a_in, a_out)
-        else:  # codec not allowed in this container (e.g. aac in webm): re-encode
-            _require_encoder(self._audio_codec)
-            rate = 48000 if self._audio_codec == "libopus" else a_in.codec_context.sample_rate
-            a_out = self._out.add_stream(self._audio_codec, rate=rate)
-            a_out.layout = a_in.codec_context.layout
-            self._audio = self._reencode(a_in, a_out)
-
-    def _remux(self, a_in: Any, a_out: Any) -> Iterator[Any]:
-        for p in self._in.demux(a_in):
-            if p.dts is not None:
-                p.stream = a_out
-                yield p
-
-    def _reencode(self, a_in: Any, a_out: Any) -> Iterator[Any]:
-        cc = a_out.codec_context
-        res = av.AudioResampler(cc.format, cc.layout, cc.sample_rate, cc.frame_size or None)
-        for frame in self._in.decode(a_in):
-            for f in res.resample(frame):
-                f.pts = None  # let the encoder number samples from 0
-                yield from a_out.encode(f)
-        for f in res.resample(None):
-            f.pts = None
-            yield from a_out.encode(f)
-        yield from a_out.encode(None)
-
-    def _pump_audio(self, until_s: float | None) -> None:
-        # Mux audio up to the video's current time so the file stays interleaved.
-        if self._audio is None:
-            return
-        while True:
-            p = self._pending if self._pending is not None else next(self._audio, None)
-            self._pending = None
-            if p is None:
-                self._audio = None
-                return
-            t = p.dts * p.time_base if p.dts is not None and p.time_base else 0
-            if until_s is not None and t > until_s:
-                self._pending = p
-                return
-            self._out.mux(p)
+        try:
+            v: Any = self._out.add_stream(codec, rate=self.fps, options=opts)
+            v.width, v.height, v.pix_fmt = width, height, self.pix_fmt
+            v.codec_context.time_base = 1 / self.fps
+            self._v = v
+            self._audio = (
+                None
+                if audio_from is None
+                else _AudioTrack(self._out, audio_from, copyable, audio_codec)
+            )
+        except BaseException:
+            self._out.close()
+            raise
 
     def _rgba(self, alpha: np.ndarray, fg: np.ndarray) -> av.VideoFrame:
         if self.pix_fmt.endswith("10le"):  # 10-bit levels stored in 16-bit RGBA for swscale
@@ -342,7 +380,8 @@ class _AVWriter(VideoWriter):
         for p in self._v.encode(frame):
             self._out.mux(p)
         self.frames += 1
-        self._pump_audio(float(self.frames / self.fps))
+        if self._audio is not None:
+            self._audio.pump(float(self.frames / self.fps))
 
     def close(self) -> None:
         if self._out is None:
@@ -350,12 +389,13 @@ class _AVWriter(VideoWriter):
         try:
             for p in self._v.encode(None):
                 self._out.mux(p)
-            self._pump_audio(None)
+            if self._audio is not None:
+                self._audio.pump(None)
         finally:
             self._out.close()
             self._out = None
-            if self._in is not None:
-                self._in.close()
+            if self._audio is not None:
+                self._audio.close()
 
 
 class ProResWriter(_AVWriter):
@@ -432,6 +472,167 @@ def open_writer(
         bg = (0, 255, 0) if background is None else background
         return CompositeWriter(path, width, height, fps, bg, audio_from)
     raise ValueError(f"unknown output kind {kind!r}")
+
+
+class SegmentError(InputError):
+    """Segments cannot be joined: one is broken, or they differ in size, codec, frame rate
+    or encoder settings (so were not all written by one job's writer)."""
+
+
+# The decoder that reads each kind's segments: a segment of another kind is refused.
+_SEGMENT_CODECS = {"prores": "prores", "webm": "vp9", "composite": "h264"}
+
+
+def concat_segments(
+    kind: Kind,
+    segments: Sequence[PathLike],
+    out: PathLike,
+    audio_from: PathLike | None = None,
+) -> int:
+    """Join segments written by ``open_writer(kind, ...)`` without audio into ``out``, in
+    order, and return the number of frames. Video packets are remuxed, not re-encoded, with
+    timestamps shifted to follow on; the first audio stream of ``audio_from`` is added as
+    the writers would (pngzip has no audio). Each segment must start with a keyframe, as a
+    fresh writer's do."""
+    if not segments:
+        raise ValueError("concat_segments needs at least one segment")
+    if kind == "pngzip":
+        return _concat_pngzip([Path(s) for s in segments], Path(out))
+    if kind not in _AV_SPECS:
+        raise ValueError(f"unknown output kind {kind!r}")
+    return _concat_av(kind, [Path(s) for s in segments], Path(out), audio_from)
+
+
+def _ticks(t: Fraction, tb: Fraction) -> int:
+    # Round half up, as av_rescale_q does for the writers' own timestamps.
+    return math.floor(t / tb + Fraction(1, 2))
+
+
+def _segment_params(path: Path) -> dict[str, object]:
+    with _open_input(path) as c:
+        s = _video_stream(c, path)
+        cc = s.codec_context
+        return {
+            "size": (cc.width, cc.height),
+            "codec": cc.name,
+            "fps": _fps(s),
+            "pixel format": cc.format.name if cc.format is not None else None,
+            # Differs when encoder settings (profile, level, ...) differ: not joinable.
+            "encoder settings (extradata)": bytes(cc.extradata or b""),
+        }
+
+
+def _concat_av(kind: str, segments: list[Path], out: Path, audio_from: PathLike | None) -> int:
+    fmt, _, _, _, copyable, audio_codec = _AV_SPECS[kind]
+    # Check every segment before writing anything, so a mismatch leaves no half output.
+    want = _segment_params(segments[0])
+    if want["codec"] != _SEGMENT_CODECS[kind]:
+        raise SegmentError(
+            f"{segments[0]}: a {want['codec']} video, not a {kind} segment "
+            f"({_SEGMENT_CODECS[kind]})"
+        )
+    for seg in segments[1:]:
+        got = _segment_params(seg)
+        for key, value in want.items():
+            if got[key] != value:
+                detail = "" if isinstance(value, bytes) else f" ({got[key]} vs {value})"
+                raise SegmentError(f"{seg}: {key} differs from {segments[0]}{detail}")
+    fps = want["fps"]
+    assert isinstance(fps, Fraction)
+    frames = 0
+    with av.open(str(out), "w", format=fmt) as dst, _open_input(segments[0]) as first:
+        tmpl = first.streams.video[0]
+        # The decoder's codec only carries the codec id: packets are copied, not encoded.
+        v_out: Any = dst.add_stream_from_template(tmpl, opaque=True)
+        v_out.codec_tag = tmpl.codec_tag  # e.g. ProRes 4444 "ap4h", not a generic tag
+        # Declared rate: WebM then stores DefaultDuration, else readers guess it from
+        # millisecond timestamps (12000/1001 for 12 fps).
+        v_out.codec_context.framerate = fps
+        if tmpl.metadata.get("alpha_mode") == "1":
+            # The demuxer calls VP9 yuv420p (its alpha rides in BlockAdditional side data,
+            # copied with the packets); yuva420p makes the muxer flag the track AlphaMode.
+            v_out.codec_context.pix_fmt = "yuva420p"
+        tb = Fraction(tmpl.time_base)
+        audio = None if audio_from is None else _AudioTrack(dst, audio_from, copyable, audio_codec)
+        try:
+            last_dts: int | None = None
+            for seg in segments:
+                with _open_input(seg) as src:
+                    stream = src.streams.video[0]
+                    start = (stream.start_time or 0) * Fraction(stream.time_base)
+                    count = 0
+                    for p in _video_packets(src, stream, seg):
+                        if p.pts is None or p.dts is None:
+                            raise SegmentError(f"{seg}: a packet has no timestamp")
+                        ptb = Fraction(p.time_base)
+                        # Frame index from pts (constant rate), re-timed after the frames so
+                        # far: exactly the timestamps one writer would have given the frame.
+                        index = frames + _ticks(p.pts * ptb - start, 1 / fps)
+                        pts = _ticks(index / fps, tb)
+                        dts = _ticks(p.dts * ptb, tb) + pts - _ticks(p.pts * ptb, tb)
+                        if last_dts is not None and dts <= last_dts:
+                            raise SegmentError(
+                                f"{seg}: decode timestamps would go backwards at the join "
+                                "(frame reordering in the segments?)"
+                            )
+                        p.pts, p.dts, p.time_base, p.stream = pts, dts, tb, v_out
+                        p.duration = _ticks((index + 1) / fps, tb) - pts
+                        last_dts = dts
+                        dst.mux(p)
+                        count += 1
+                        if audio is not None:
+                            audio.pump(float((index + 1) / fps))
+                    frames += count
+            if audio is not None:
+                audio.pump(None)
+        finally:
+            if audio is not None:
+                audio.close()
+    return frames
+
+
+def _video_packets(src: Any, stream: Any, path: Path) -> Iterator[Any]:
+    try:
+        for p in src.demux(stream):
+            if p.size > 0:  # skip the empty end-of-stream packet
+                yield p
+    except _AV_ERRORS as e:
+        raise SegmentError(f"{path}: corrupt segment ({e})") from e
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def _concat_pngzip(segments: list[Path], out: Path) -> int:
+    size: tuple[int, int] | None = None
+    frames = 0
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for seg in segments:
+            if not seg.is_file():
+                raise InputError(f"{seg}: no such file")
+            try:
+                zf = zipfile.ZipFile(seg)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise SegmentError(f"{seg}: not a readable zip ({e})") from e
+            with zf:
+                for name in sorted(zf.namelist()):  # the writer's zero-padded frame order
+                    data = zf.read(name)  # PNG bytes are copied as they are
+                    got = _png_size(data)
+                    if got is None:
+                        raise SegmentError(f"{seg}: {name} is not a PNG")
+                    if size is not None and got != size:
+                        raise SegmentError(
+                            f"{seg}: {name} is {got[0]}x{got[1]}, "
+                            f"earlier frames are {size[0]}x{size[1]}"
+                        )
+                    size = got
+                    dst.writestr(f"frame_{frames:06d}.png", data)
+                    frames += 1
+    return frames
 
 
 def read_back(path: PathLike, kind: Kind) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -17,3 +17,12 @@ HEADER_SERVER_TIMING = "Server-Timing"
 HEADER_BATCH_SIZE = "X-Matting-Batch-Size"
 HEADER_PATCHES = "X-Matting-Refined-Patches"
 HEADER_SIZE = "X-Matting-Size"  # WIDTHxHEIGHT of the result
+
+# Video jobs
+METRIC_JOBS_SUBMITTED = "matting_jobs_submitted"  # counter: new jobs (not idempotent repeats)
+METRIC_JOBS_FINISHED = "matting_jobs_finished"  # counter by outcome, counted by workers
+METRIC_JOBS_QUEUE = "matting_jobs_queue"  # gauge by kind: waiting, pending, dead_letter
+METRIC_JOB_SECONDS = "matting_job_duration_seconds"  # one worker's run of a job
+METRIC_JOB_FRAMES = "matting_job_frames"  # counter: frames matted (rate = frames per second)
+METRIC_JOB_FPS = "matting_job_frames_per_second"  # gauge: the last chunk's speed
+METRIC_JOB_PATCHES = "matting_job_refined_cells"  # counter: refined and total patch cells

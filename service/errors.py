@@ -15,6 +15,11 @@ from service.batcher import (
     QueueFullError,
     ServiceClosedError,
 )
+from service.jobs.errors import (
+    JobNotFoundError,
+    JobQueueFullError,
+    QueueUnavailableError,
+)
 
 
 class NotReadyError(MattingError):
@@ -23,6 +28,14 @@ class NotReadyError(MattingError):
 
 class AuthError(MattingError):
     """A missing or unknown API key."""
+
+
+class JobNotReadyError(MattingError):
+    """A job's result was asked for before the job succeeded."""
+
+
+class JobsDisabledError(MattingError):
+    """Video jobs are not set up in this process (no queue)."""
 
 
 class ErrorDetail(BaseModel):
@@ -40,6 +53,11 @@ _STATUS: tuple[tuple[type[MattingError], int], ...] = (
     (UnsupportedTypeError, 415),
     (InputError, 400),
     (AuthError, 401),
+    (JobNotFoundError, 404),
+    (JobNotReadyError, 409),
+    (JobQueueFullError, 503),
+    (QueueUnavailableError, 503),
+    (JobsDisabledError, 503),
     (QueueFullError, 503),
     (ServiceClosedError, 503),
     (NotReadyError, 503),
@@ -79,8 +97,10 @@ def _matting_error(_request: Request, e: Exception) -> JSONResponse:
     headers = {}
     if isinstance(e, QueueFullError):
         headers["Retry-After"] = str(e.retry_after_s)
-    elif isinstance(e, NotReadyError | ServiceClosedError):
+    elif isinstance(e, NotReadyError | ServiceClosedError | QueueUnavailableError):
         headers["Retry-After"] = "5"
+    elif isinstance(e, JobQueueFullError):
+        headers["Retry-After"] = "30"
     elif isinstance(e, AuthError):
         headers["WWW-Authenticate"] = "Bearer"
     return error_response(status_of(e), type(e).__name__, str(e), headers)

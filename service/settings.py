@@ -66,6 +66,25 @@ class Settings(BaseSettings):
 
     warmup_sizes: list[str] = ["512x512"]
 
+    # Video jobs. No redis_url: `matting serve` starts its own redis-server (AOF on) under
+    # storage_dir and runs `workers` job workers in its own process.
+    video_jobs: bool = True  # false: no /v1/videos, no queue, no workers
+    redis_url: SecretStr | None = None  # may carry a password: redis://:PASS@host:6379/0
+    redis_prefix: str = "matting"
+    storage_dir: Path = Field(default_factory=lambda: default_cache_dir() / "jobs")
+    workers: int | None = Field(None, ge=0)  # in-process workers; None: 1 if embedded, else 0
+    video_max_bytes: int = Field(4 * 1024**3, ge=1024)
+    video_max_duration_s: float = Field(3 * 3600.0, gt=0)
+    video_max_pixels: int = Field(7680 * 4320, ge=1)  # per frame; 8K UHD
+    chunk_frames: int = Field(48, ge=1, le=10_000)  # the resume unit of a job
+    # A 4x4 patch is refined again only when a pixel moved more than this (0-1) since it
+    # was last computed (seed 000 temporal sparsity); 0 turns temporal sparsity off.
+    temporal_threshold: float = Field(0.03, ge=0, le=1)
+    max_deliveries: int = Field(3, ge=1, le=100)  # then the job goes to the dead letters
+    # A worker silent this long is dead and its job is taken over (at its last chunk)
+    heartbeat_ttl_s: float = Field(15.0, gt=0.5, le=3600)
+    worker_metrics_port: int = Field(9100, ge=0, le=65535)  # `matting worker`'s /metrics; 0: off
+
     @field_validator("warmup_sizes")
     @classmethod
     def _sizes(cls, value: list[str]) -> list[str]:

@@ -7,10 +7,12 @@ import asyncio
 from dataclasses import dataclass, field
 
 import anyio
+from prometheus_client import Counter
 
 from matting.imageio import ImageLimits
 from matting.runtime import Backend
 from service.batcher import Batcher
+from service.jobs.runtime import JobsRuntime
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -29,6 +31,10 @@ class ServiceState:
     decode_limiter: anyio.CapacityLimiter | None = None
     encode_limiter: anyio.CapacityLimiter | None = None
     loop: asyncio.AbstractEventLoop | None = None  # the server's, for calls from other threads
+    # Video jobs: the queue, storage and in-process workers (None: off, or failed to open)
+    jobs: JobsRuntime | None = None
+    jobs_error: str | None = None
+    job_metrics: Counter | None = None  # jobs submitted
 
     @property
     def limits(self) -> ImageLimits:

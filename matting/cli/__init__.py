@@ -41,6 +41,8 @@ def _register() -> None:
     from matting.cli.image import image
     from matting.cli.serve import serve
     from matting.cli.train import train
+    from matting.cli.video import video
+    from matting.cli.worker import worker
 
     cli.add_command(image)
     cli.add_command(checkpoint)
@@ -49,6 +51,8 @@ def _register() -> None:
     cli.add_command(export)
     cli.add_command(bench)
     cli.add_command(serve)
+    cli.add_command(video)
+    cli.add_command(worker)
 
 
 _register()

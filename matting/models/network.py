@@ -59,6 +59,17 @@ def _mask_padding(score: Tensor, height: int, width: int) -> Tensor:
     return torch.where(rows & cols, score, score.new_full((), -1.0))
 
 
+def _keep_active(
+    index: PatchIndex, active: Tensor, batch: int, grid: tuple[int, int]
+) -> PatchIndex:
+    """The patches of index whose cell is True in active (B, Hq, Wq) bool."""
+    if active.shape != (batch, *grid) or active.dtype != torch.bool:
+        got = f"{tuple(active.shape)} {active.dtype}"
+        raise ValueError(f"active must be ({batch}, {grid[0]}, {grid[1]}) bool, got {got}")
+    keep = active[index.batch, index.row, index.col]
+    return PatchIndex(index.batch[keep], index.row[keep], index.col[keep])
+
+
 def _patch_index(patches: Tensor, batch: int, grid: tuple[int, int]) -> PatchIndex:
     """Validate caller-given patches (N, 3) against the batch and the patch grid."""
     if patches.dim() != 2 or patches.shape[1] != 3 or patches.dtype != torch.int64:
@@ -91,6 +102,7 @@ class MattingNet(nn.Module):
         num_patches: int | Tensor | None = None,
         coarse_long_side: int | None = None,
         patches: Tensor | None = None,
+        active: Tensor | None = None,
     ) -> MattingOutput:
         """image, background: (B, 3, H, W) in [0, 1], any H and W.
 
@@ -101,7 +113,11 @@ class MattingNet(nn.Module):
         same coarse/full split that whole images see when served.
         patches, (N, 3) int64 [batch, row, col] on the 4x4 patch grid of the
         padded image, replaces the selection: exactly those patches are refined
-        (export parity checks and video temporal sparsity use it).
+        (export parity checks use it).
+        active, (B, Hq, Wq) bool on that patch grid, limits refinement to its
+        True cells: the top-k budget goes to active cells first and inactive
+        picks are dropped (video temporal sparsity: a worker carries over the
+        previous alpha of cells whose pixels did not change). Eager only.
         """
         cfg = self.config
         self._check_inputs(image, background)
@@ -138,12 +154,18 @@ class MattingNet(nn.Module):
                 if k is None:
                     k = patch_budget(refine_fraction or cfg.refine_fraction, grid[0] * grid[1])
                 assert topk_score is not None  # set above for mode "topk"
+                if active is not None:  # spend the budget on cells that changed
+                    topk_score = torch.where(
+                        active.unsqueeze(1), topk_score, topk_score.new_full((), -2.0)
+                    )
                 index = select_topk(topk_score, k)
             elif mode == "band":
                 a = F.interpolate(coarse.alpha, size=grid, mode="bilinear", align_corners=False)
                 index = select_band(a, cfg.band_low, cfg.band_high, cfg.band_dilation)
             elif mode != "none":
                 raise ValueError(f"unknown refine mode {mode!r}; use topk, band, full or none")
+            if active is not None and patches is None:
+                index = _keep_active(index, active, x.shape[0], grid)
             if exporting() or index.num_patches:
                 refined = self.refiner.sparse(x, feats, index)
                 alpha = scatter_patches(alpha, refined[:, :1], index)

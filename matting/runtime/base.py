@@ -50,12 +50,17 @@ class BatchResult:
     patches: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
 
 
+def patch_grid(height: int, width: int, config: ModelConfig) -> tuple[int, int]:
+    """Rows and columns of the 4x4 patch grid of the padded image the model refines."""
+    align = max(PATCH, coarse_scale(height, width, config.coarse_long_side))
+    return padded_size(height, align) // PATCH, padded_size(width, align) // PATCH
+
+
 def default_num_patches(height: int, width: int, config: ModelConfig) -> int:
     """The top-k budget the PyTorch model picks by itself for this size: the
     config's refine fraction of the 4x4 patch grid of the padded image."""
-    f = coarse_scale(height, width, config.coarse_long_side)
-    align = max(PATCH, f)
-    cells = (padded_size(height, align) // PATCH) * (padded_size(width, align) // PATCH)
+    gh, gw = patch_grid(height, width, config)
+    cells = gh * gw
     return max(1, min(cells, math.ceil(config.refine_fraction * cells)))
 
 
@@ -75,15 +80,20 @@ class Backend(ABC):
     """Load, warm up, infer a batch; `info` says where and how it runs."""
 
     info: BackendInfo
+    # Whether infer takes `active`; exported graphs select their patches themselves.
+    supports_active = False
 
     def infer(
         self,
         images: np.ndarray,
         backgrounds: np.ndarray | None = None,
         num_patches: int | None = None,
+        active: np.ndarray | None = None,
     ) -> BatchResult:
         """images, backgrounds: (B, H, W, 3) uint8. num_patches is the top-k budget
-        per image (default: the model's refine fraction of the patch grid)."""
+        per image (default: the model's refine fraction of the patch grid).
+        active, (B, Hq, Wq) bool on patch_grid(H, W), limits refinement to its
+        True cells (video temporal sparsity; only where supports_active)."""
         b, h, w = check_batch(images)
         if self.info.model.background_input:
             if backgrounds is None:
@@ -104,12 +114,29 @@ class Backend(ABC):
             num_patches = default_num_patches(h, w, self.info.model)
         if num_patches < 0:
             raise InputError(f"num_patches must be >= 0, got {num_patches}")
-        return self._infer(images, backgrounds, int(num_patches))
+        if active is None:
+            return self._infer(images, backgrounds, int(num_patches))
+        if not self.supports_active:
+            raise InputError(f"the {self.info.name} backend cannot limit refinement to cells")
+        grid = (b, *patch_grid(h, w, self.info.model))
+        if not isinstance(active, np.ndarray) or active.dtype != np.bool_ or active.shape != grid:
+            got = getattr(active, "shape", type(active).__name__)
+            raise InputError(f"active must be a {grid} bool array, got {got}")
+        return self._infer_active(images, backgrounds, int(num_patches), active)
 
     @abstractmethod
     def _infer(
         self, images: np.ndarray, backgrounds: np.ndarray | None, num_patches: int
     ) -> BatchResult: ...
+
+    def _infer_active(
+        self,
+        images: np.ndarray,
+        backgrounds: np.ndarray | None,
+        num_patches: int,
+        active: np.ndarray,
+    ) -> BatchResult:
+        raise NotImplementedError  # only backends with supports_active
 
     def warmup(self, sizes: Sequence[tuple[int, int]] = ((512, 512),), batch: int = 1) -> None:
         """Run each (height, width) once so the first request pays no set-up cost

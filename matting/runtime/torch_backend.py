@@ -45,9 +45,31 @@ class TorchBackend(Backend):
         t = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
         return t.permute(0, 3, 1, 2).to(self.dtype) / 255.0
 
-    @torch.inference_mode()
+    @property
+    def supports_active(self) -> bool:  # type: ignore[override]
+        return self.variant == "sparse"
+
     def _infer(
         self, images: np.ndarray, backgrounds: np.ndarray | None, num_patches: int
+    ) -> BatchResult:
+        return self._run(images, backgrounds, num_patches, None)
+
+    def _infer_active(
+        self,
+        images: np.ndarray,
+        backgrounds: np.ndarray | None,
+        num_patches: int,
+        active: np.ndarray,
+    ) -> BatchResult:
+        return self._run(images, backgrounds, num_patches, active)
+
+    @torch.inference_mode()
+    def _run(
+        self,
+        images: np.ndarray,
+        backgrounds: np.ndarray | None,
+        num_patches: int,
+        active: np.ndarray | None,
     ) -> BatchResult:
         x = self._pixels(images)
         bg = None if backgrounds is None else self._pixels(backgrounds)
@@ -55,8 +77,12 @@ class TorchBackend(Backend):
             out = self.model(x, bg, refine_mode="full")
             num_patches = 0
         else:
-            out = self.model(x, bg, refine_mode="topk", num_patches=num_patches)
+            cells = None if active is None else torch.from_numpy(active).to(self.device)
+            out = self.model(x, bg, refine_mode="topk", num_patches=num_patches, active=cells)
+            num_patches = int(out.patches.shape[0]) // max(1, x.shape[0])
         alpha = out.alpha[:, 0].float().cpu().numpy()
         fg = out.foreground.float().permute(0, 2, 3, 1).cpu().numpy()
-        patches = out.patches.cpu().numpy() if num_patches else np.zeros((0, 3), np.int64)
+        patches = (
+            out.patches.cpu().numpy() if self.variant == "sparse" else np.zeros((0, 3), np.int64)
+        )
         return BatchResult(alpha, np.ascontiguousarray(fg), num_patches, patches)

@@ -19,9 +19,9 @@ class Heartbeat:
     """Refreshes a worker's heartbeat from a daemon thread, so that a chunk that takes longer
     than the TTL does not make a live worker look dead. Use as a context manager."""
 
-    def __init__(
-        self, queue: JobQueue, worker: str, interval_s: float = C.HEARTBEAT_INTERVAL_S
-    ) -> None:
+    def __init__(self, queue: JobQueue, worker: str, interval_s: float | None = None) -> None:
+        if interval_s is None:  # a third of the TTL: two beats may be lost before it lapses
+            interval_s = min(C.HEARTBEAT_INTERVAL_S, queue.heartbeat_ttl_s / 3)
         if interval_s >= queue.heartbeat_ttl_s:
             raise ValueError("the heartbeat interval must be shorter than its TTL")
         self._queue, self._worker, self._interval_s = queue, worker, interval_s

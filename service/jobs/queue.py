@@ -503,7 +503,8 @@ class JobQueue:
         return Job.from_hash(_pairs(reply), self.keys.job(job_id))
 
     def stats(self) -> dict[str, int]:
-        """Stream length, pending (delivered, not acked), dead letters and consumers."""
+        """Stream length, waiting (never delivered), pending (delivered, not acked), dead
+        letters and consumers."""
         with self._guard():
             pipe = self._r.pipeline(transaction=False)
             pipe.xlen(self.keys.stream)
@@ -512,6 +513,7 @@ class JobQueue:
             group = self._group_info()
             return {
                 "stream_length": int(stream_len),
+                "waiting": self._waiting(group, int(stream_len)),
                 "pending": int(group.get("pending", 0)) if group else 0,
                 "dead_letter_length": int(dead_len),
                 "consumers": int(group.get("consumers", 0)) if group else 0,
@@ -552,6 +554,15 @@ class JobQueue:
                     args=[self.keys.group, name],
                 )
         return removed
+
+    def _waiting(self, group: dict[str, Any] | None, stream_len: int) -> int:
+        if group is None:
+            return stream_len
+        if group.get("lag") is not None:  # Redis >= 7 counts it for us
+            return int(group["lag"])
+        last = _s(group["last-delivered-id"])
+        entries = self._r.xrange(self.keys.stream, f"({last}", "+", count=self.stream_maxlen)
+        return len(entries or [])
 
     def _group_info(self) -> dict[str, Any] | None:
         try:

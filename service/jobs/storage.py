@@ -10,9 +10,11 @@ simply write again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,14 @@ def new_name(extension: str) -> str:
     return secrets.token_hex(16) + extension
 
 
+def derived_name(seed: str, extension: str) -> str:
+    """A name fixed by a service-made seed (e.g. a job id and a chunk number), so that a
+    worker resuming a job finds what an earlier worker stored under the same seed."""
+    if extension not in EXTENSIONS:
+        raise StorageError(f"extension {extension!r} is not one of {sorted(EXTENSIONS)}")
+    return hashlib.sha256(seed.encode()).hexdigest()[:32] + extension
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise StorageError(f"{name!r} is not a storage name")
@@ -48,6 +58,8 @@ class Storage(Protocol):
     def exists(self, name: str) -> bool: ...
     def delete(self, name: str) -> None: ...
     def local_path(self, name: str) -> Path: ...
+    def put_file(self, name: str, source: Path) -> None: ...
+    def scratch(self) -> contextlib.AbstractContextManager[Path]: ...
 
 
 class LocalStorage:
@@ -76,6 +88,26 @@ class LocalStorage:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+    def put_file(self, name: str, source: Path) -> None:
+        """Move a finished local file in under `name` (atomically, replacing any earlier one)."""
+        target = self.local_path(name)
+        try:
+            os.replace(source, target)
+        except OSError:  # another filesystem: copy beside the target, then rename
+            with self.writer(name) as f, open(source, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+            os.unlink(source)
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A private directory on the storage's filesystem for files a worker is still
+        writing (PyAV writes to paths); removed on exit, whatever happened."""
+        path = Path(tempfile.mkdtemp(prefix=".scratch-", dir=self.root))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     def open(self, name: str) -> BinaryIO:
         try:

@@ -6,6 +6,7 @@ B-frames, so seeking and reordering are exercised); one variant carries 1 s of A
 
 from __future__ import annotations
 
+import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +16,16 @@ import pytest
 
 from matting import videoio
 from matting.errors import InputError
-from matting.videoio import VideoCodecError, open_writer, probe, read_back, read_frames
+from matting.videoio import (
+    Kind,
+    SegmentError,
+    VideoCodecError,
+    concat_segments,
+    open_writer,
+    probe,
+    read_back,
+    read_frames,
+)
 
 W, H, N, FPS = 64, 48, 12, Fraction(12)
 EXT = {"prores": "mov", "webm": "webm", "pngzip": "zip", "composite": "mp4"}
@@ -79,10 +89,20 @@ def _q8(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(x, 0, 1) * 255).astype(np.int16)
 
 
-def _write(kind: str, path: Path, **kw: object) -> None:
+def _write(kind: str, path: Path, frames: range = range(N), **kw: object) -> Path:
     with open_writer(kind, path, W, H, FPS, **kw) as w:  # type: ignore[arg-type]
-        for i in range(N):
+        for i in frames:
             w.write(*_matte(i))
+    return path
+
+
+def _write_segments(kind: str, d: Path, sizes: list[int], **kw: object) -> list[Path]:
+    """Consecutive frames split into one file per segment, as the chunked video job does."""
+    paths, start = [], 0
+    for k, n in enumerate(sizes):
+        paths.append(_write(kind, d / f"seg{k}.{EXT[kind]}", range(start, start + n), **kw))
+        start += n
+    return paths
 
 
 def test_probe_clip(clips: dict[str, Path]) -> None:
@@ -238,3 +258,118 @@ def test_writer_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         open_writer("composite", tmp_path / "x.mp4", W + 1, H, FPS)
     with open_writer("pngzip", tmp_path / "x.zip", W, H, FPS) as w, pytest.raises(ValueError):
         w.write(np.zeros((H, W), np.float32), np.zeros((H, W, 4), np.float32))
+
+
+Frames = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _same_frames(a: Frames, b: Frames) -> None:
+    assert len(a) == len(b)
+    for i, ((rgb_a, alpha_a), (rgb_b, alpha_b)) in enumerate(zip(a, b, strict=True)):
+        np.testing.assert_array_equal(rgb_a, rgb_b, err_msg=f"rgb of frame {i}")
+        np.testing.assert_array_equal(alpha_a, alpha_b, err_msg=f"alpha of frame {i}")
+
+
+def _read_all(paths: list[Path], kind: Kind) -> Frames:
+    return [frame for path in paths for frame in read_back(path, kind)]
+
+
+@pytest.mark.parametrize("sizes", [[3, 3, 2], [1, 1, 1, 1]])
+@pytest.mark.parametrize("kind", ["pngzip", "prores", "webm", "composite"])
+def test_concat_segments_matches_one_writer(kind: Kind, sizes: list[int], tmp_path: Path) -> None:
+    f = sum(sizes)
+    one = _write(kind, tmp_path / f"one.{EXT[kind]}", range(f))
+    segments = _write_segments(kind, tmp_path, sizes)
+    out = tmp_path / f"joined.{EXT[kind]}"
+    assert concat_segments(kind, segments, out) == f
+    joined = _read_all([out], kind)
+    if kind == "composite":
+        # Lossy inter-frame H.264 codes a frame differently when its segment (GOP) starts
+        # elsewhere, so the join must decode exactly as the segments it copied did.
+        _same_frames(joined, _read_all(segments, kind))
+    else:  # ProRes is intra-only, VP9 lossless, PNG exact: segmenting changes nothing
+        _same_frames(joined, _read_all([one], kind))
+        assert any(alpha.min() < 128 for _, alpha in joined)  # the alpha survived
+    if kind == "pngzip":
+        with zipfile.ZipFile(out) as zf:
+            assert zf.namelist() == [f"frame_{i:06d}.png" for i in range(f)]
+        return
+    info = probe(out)
+    assert (info.width, info.height, info.fps, info.frame_count) == (W, H, FPS, f)
+    assert info.duration_s == pytest.approx(f / 12, abs=0.002)
+    with av.open(str(out)) as c:
+        s, tb = c.streams.video[0], c.streams.video[0].time_base
+        stamps = [(p.pts, p.dts) for p in c.demux(s) if p.size]
+        if kind == "webm":  # the track keeps its AlphaMode flag
+            assert s.metadata.get("alpha_mode") == "1"
+    times = [float(pts * tb) for pts, _ in stamps if pts is not None and tb is not None]
+    assert times == pytest.approx([i / 12 for i in range(f)], abs=0.001)
+    assert all(pts == dts for pts, dts in stamps)  # no reordering (H.264 without B-frames)
+    with av.open(str(one)) as c:  # exactly the timestamps one writer gives
+        assert [p.pts for p in c.demux(c.streams.video[0]) if p.size] == [t for t, _ in stamps]
+
+
+@pytest.mark.parametrize("kind", ["prores", "composite", "webm"])
+def test_concat_segments_adds_audio(kind: Kind, clips: dict[str, Path], tmp_path: Path) -> None:
+    segments = _write_segments(kind, tmp_path, [5, 5, 2])
+    out = tmp_path / f"joined.{EXT[kind]}"
+    assert concat_segments(kind, segments, out, audio_from=clips["audio"]) == N
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 1
+        # As the writers do: AAC copied into mov/mp4, re-encoded to Opus for WebM.
+        assert c.streams.audio[0].codec_context.name == ("opus" if kind == "webm" else "aac")
+        # (type, seconds) in file order; read here: a packet's stream dies with the file.
+        packets = [
+            (p.stream.type, float(p.duration * p.time_base) if p.duration else 0.0)
+            for p in c.demux()
+            if p.size
+        ]
+    seconds = sum(d for t, d in packets if t == "audio")
+    assert seconds == pytest.approx(1.0, abs=0.1)
+    types = [t for t, _ in packets]
+    assert types.index("audio") < len(types) - 1 - types[::-1].index("video")  # interleaved
+    info = probe(out)
+    assert info.has_audio and info.frame_count == N and info.fps == FPS
+    assert info.duration_s == pytest.approx(1.0, abs=0.02)  # the video's
+    _same_frames(_read_all([out], kind), _read_all(segments, kind))
+
+
+def test_concat_segments_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        concat_segments("prores", [], tmp_path / "x.mov")
+    with pytest.raises(ValueError, match="unknown output kind"):
+        concat_segments("gif", [tmp_path / "a.gif"], tmp_path / "x.gif")  # type: ignore[arg-type]
+    seg = _write("prores", tmp_path / "a.mov", range(2))
+
+    def other(kind: Kind, name: str, width: int = W, fps: Fraction = FPS) -> Path:
+        with open_writer(kind, tmp_path / name, width, H, fps) as w:
+            w.write(np.zeros((H, width), np.float32), np.zeros((H, width, 3), np.float32))
+        return tmp_path / name
+
+    cases = {
+        "size": other("prores", "narrow.mov", width=W - 16),
+        "fps": other("prores", "fast.mov", fps=Fraction(24)),
+        "codec": other("webm", "b.webm"),
+    }
+    for what, bad in cases.items():
+        with pytest.raises(SegmentError, match=what):
+            concat_segments("prores", [seg, bad], tmp_path / "x.mov")
+    with pytest.raises(SegmentError, match="not a prores segment"):
+        concat_segments("prores", [cases["codec"]], tmp_path / "x.mov")
+    with pytest.raises(InputError, match="no such file"):
+        concat_segments("prores", [seg, tmp_path / "missing.mov"], tmp_path / "x.mov")
+    # Other encoder settings (ultrafast turns CABAC off) change the SPS/PPS extradata.
+    good = _write("composite", tmp_path / "a.mp4", range(2))
+    spec = list(videoio._AV_SPECS["composite"])
+    spec[3] = {**spec[3], "preset": "ultrafast"}  # type: ignore[dict-item]
+    monkeypatch.setitem(videoio._AV_SPECS, "composite", tuple(spec))  # type: ignore[arg-type]
+    fast = _write("composite", tmp_path / "b.mp4", range(2, 4))
+    with pytest.raises(SegmentError, match="extradata"):
+        concat_segments("composite", [good, fast], tmp_path / "x.mp4")
+    # pngzip: frames of another size, and a file that is not a zip.
+    zips = [_write("pngzip", tmp_path / "a.zip", range(2)), other("pngzip", "b.zip", W - 16)]
+    with pytest.raises(SegmentError, match="48x48, earlier frames are 64x48"):
+        concat_segments("pngzip", zips, tmp_path / "x.zip")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(SegmentError, match="not a readable zip"):
+        concat_segments("pngzip", [zips[0], tmp_path / "junk.zip"], tmp_path / "x.zip")

@@ -83,6 +83,9 @@ def tiny_settings(model: Path, tmp: Path, **overrides: object) -> Settings:
         "cache_dir": tmp / "cache",
         "warmup_sizes": ["64x64"],
         "max_delay_ms": 2.0,
+        # The image tests need no queue; the video tests turn it on.
+        "video_jobs": False,
+        "storage_dir": tmp / "jobs",
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
