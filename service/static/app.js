@@ -58,6 +58,8 @@
 
   function askForKey(message) {
     auth.section.hidden = false;
+    auth.form.hidden = false;
+    $('forget-key').hidden = !apiKey();
     setStatus(auth.status, message || 'Enter the API key to use this service.', Boolean(message));
     auth.section.scrollIntoView({ block: 'nearest' });
     auth.input.focus();
@@ -72,6 +74,8 @@
       setVideoAvailable(paths.some((p) => p.startsWith('/v1/videos')));
       if (apiKey()) {
         auth.section.hidden = false;
+        auth.form.hidden = true;
+        $('forget-key').hidden = false;
         setStatus(auth.status, 'Key accepted. It is kept for this tab only.');
       } else {
         auth.section.hidden = true;
@@ -79,9 +83,11 @@
       return true;
     } catch (e) {
       if (e.status === 401) return false; // request() has shown the key form
-      // No schema to read (or the server is down): let the requests say what is wrong.
+      // No schema to read: offer everything and let the requests say what is wrong.
       setVideoAvailable(true);
-      return e.status !== 0;
+      if (e.status) return true;
+      setStatus(auth.status, failure('Could not check the key', e), true);
+      return false;
     }
   }
 
@@ -93,6 +99,7 @@
     setStatus(auth.status, 'Checking the key…');
     if (!(await probe())) {
       sessionStorage.removeItem(KEY_STORE);
+      $('forget-key').hidden = true;
       auth.input.select();
     } else {
       auth.input.value = '';
@@ -295,6 +302,9 @@
     file: null, id: null, abort: null, url: null, available: true,
   };
   const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+  const STATES = {
+    queued: 'Queued', running: 'Running', succeeded: 'Done', failed: 'Failed', cancelled: 'Cancelled',
+  };
   const EXTENSIONS = {
     'video/webm': 'webm', 'video/mp4': 'mp4', 'video/quicktime': 'mov', 'application/zip': 'zip',
   };
@@ -321,8 +331,7 @@
     const frames = s.frames_total ? `frame ${s.frames_done} of ${s.frames_total}` : '';
     vid.bar.setAttribute('aria-valuetext', frames ? `${pct}%, ${frames}` : `${pct}%`);
     const eta = s.state === 'running' && s.eta_s != null ? `about ${Math.ceil(s.eta_s)} s left` : '';
-    const state = { queued: 'Queued', running: 'Running', succeeded: 'Done', failed: 'Failed', cancelled: 'Cancelled' }[s.state] || s.state;
-    vid.detail.textContent = [state, frames, eta].filter(Boolean).join(' · ');
+    vid.detail.textContent = [STATES[s.state] || s.state, frames, eta].filter(Boolean).join(' · ');
   }
 
   // Reads the job's server-sent events with fetch (EventSource cannot send the
