@@ -1,7 +1,8 @@
 """Temporal sparsity for video (seed 000): refine only the patches whose pixels changed.
 
 A 4x4 patch whose input pixels moved by no more than a threshold since the patch was last
-computed keeps the alpha and foreground it had then, and the refiner skips it. Each patch is
+computed, and that is not within reach of one that did (through the upsampled coarse alpha),
+keeps the alpha and foreground it had then, and the refiner skips it. Each patch is
 compared with the pixels it was last computed from, not with the previous frame, so a slow
 drift below the threshold per frame still triggers a recompute once it adds up.
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from matting.ops.padding import coarse_scale
 from matting.runtime.base import Backend, patch_grid
 
 PATCH = 4
@@ -36,6 +38,23 @@ def changed_cells(frame: np.ndarray, reference: np.ndarray, threshold: float) ->
     diff = torch.nn.functional.pad(diff, (0, gw * PATCH - w, 0, gh * PATCH - h))
     cells = diff.view(gh, PATCH, gw, PATCH).amax(dim=(1, 3))
     return (cells.float() > threshold * 255.0).numpy()
+
+
+def dilate_cells(cells: np.ndarray, radius: int) -> np.ndarray:
+    """cells (Hq, Wq) bool grown by `radius` cells in every direction (a square window)."""
+    if radius <= 0:
+        return cells
+    t = torch.from_numpy(cells).to(torch.float32)[None, None]
+    grown = torch.nn.functional.max_pool2d(t, 2 * radius + 1, stride=1, padding=radius)
+    return grown[0, 0].numpy() > 0
+
+
+def influence_radius(height: int, width: int, coarse_long_side: int) -> int:
+    """Cells around a changed pixel whose output can change with it: the coarse alpha is
+    upsampled bilinearly from pixels `f` apart, so a change reaches about f pixels away,
+    and the refiner's half-resolution windows read one more cell of context."""
+    f = int(coarse_scale(height, width, coarse_long_side))
+    return -(-f // PATCH) + 1
 
 
 def cells_to_pixels(cells: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -77,12 +96,16 @@ class TemporalMatter:
             return alpha, fg, FrameStats(cells, cells, out.patches.shape[0])
         assert self._alpha is not None and self._foreground is not None
         changed = changed_cells(frame, self._reference, self.threshold)
-        n_changed = int(changed.sum())
-        if n_changed == 0:  # a still frame: nothing to run
+        if not changed.any():  # a still frame: nothing to run
             return self._alpha, self._foreground, FrameStats(cells, 0, 0)
+        # Recompute the neighbours a change reaches through the upsampled coarse alpha too,
+        # or a stale halo would trail a moving edge.
+        model = self.backend.info.model
+        changed = dilate_cells(changed, influence_radius(h, w, model.coarse_long_side))
+        n_changed = int(changed.sum())
         active = None
         if self.backend.supports_active:
-            gh, gw = patch_grid(h, w, self.backend.info.model)
+            gh, gw = patch_grid(h, w, model)
             active = np.zeros((1, gh, gw), np.bool_)
             active[0, : changed.shape[0], : changed.shape[1]] = changed
         out = self.backend.infer(frame[None], active=active)

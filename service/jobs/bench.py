@@ -61,6 +61,7 @@ def compare_sparsity(backend: object, clip: Path, chunk: int, threshold: float) 
     times: dict[str, list[float]] = {"sparse": [], "every": []}
     fractions: list[float] = []
     diffs: list[np.ndarray] = []
+    flicker: list[np.ndarray] = []
     for start in range(0, len(frames), chunk):
         part = frames[start : start + chunk]
         results = {}
@@ -80,6 +81,11 @@ def compare_sparsity(backend: object, clip: Path, chunk: int, threshold: float) 
             results[mode] = alphas
         for a, b in zip(results["sparse"], results["every"], strict=True):
             diffs.append(np.abs(a - b))
+        # The model's own flicker: how much the every-frame alpha moves between consecutive
+        # frames where the input pixels did not move (what temporal sparsity holds still).
+        for i in range(1, len(part)):
+            still = np.abs(part[i].astype(np.int16) - part[i - 1]).max(axis=2) == 0
+            flicker.append(np.abs(results["every"][i] - results["every"][i - 1])[still])
     every = statistics.median(times["every"])
     sparse = statistics.median(times["sparse"])
     d = np.stack(diffs)
@@ -93,6 +99,11 @@ def compare_sparsity(backend: object, clip: Path, chunk: int, threshold: float) 
     print(
         f"alpha |sparse - every|: mean {d.mean():.5f}, max {d.max():.4f}, "
         f"pixels over 2/255: {(d > 2 / 255).mean():.5f}"
+    )
+    fl = np.concatenate(flicker)
+    print(
+        f"every-frame alpha change between frames at pixels whose input did not change: "
+        f"mean {fl.mean():.5f}, over 2/255: {(fl > 2 / 255).mean():.5f} ({fl.size} pixels)"
     )
 
 

@@ -53,6 +53,7 @@ MEDIA_TYPES: dict[str, str] = {
     "pngzip": "application/zip",
     "composite": "video/mp4",
 }
+TRIM_INTERVAL_S = 60.0
 _HEX_COLOR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
@@ -156,6 +157,7 @@ class Worker:
         self.outage_s = outage_s  # how long a job in hand waits for Redis to come back
         self._lost: list[Claim] = []  # claims held through an outage longer than that
         self._stop = threading.Event()
+        self._trimmed_at = -math.inf
 
     def stop(self) -> None:
         self._stop.set()
@@ -180,6 +182,18 @@ class Worker:
                     continue
                 if claim is not None:
                     self.process(claim)
+                self._trim_now_and_then()
+
+    def _trim_now_and_then(self) -> None:
+        # Acked entries are dropped from the stream (the job hashes keep the history).
+        now = time.monotonic()
+        if now - self._trimmed_at < TRIM_INTERVAL_S:
+            return
+        self._trimmed_at = now
+        try:
+            self.queue.trim()
+        except QueueUnavailableError as exc:
+            log.warning("worker %s: trimming the stream failed: %s", self.name, exc)
 
     def process(self, claim: Claim) -> str:
         """Run one claimed job to an outcome: succeeded, retry, failed, released, interrupted."""

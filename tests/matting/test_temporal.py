@@ -12,7 +12,13 @@ from matting.checkpoint import save_checkpoint
 from matting.models.network import build_model
 from matting.runtime.base import patch_grid
 from matting.runtime.torch_backend import TorchBackend
-from matting.temporal import TemporalMatter, cells_to_pixels, changed_cells
+from matting.temporal import (
+    TemporalMatter,
+    cells_to_pixels,
+    changed_cells,
+    dilate_cells,
+    influence_radius,
+)
 from tests.export.conftest import TINY
 
 
@@ -35,6 +41,12 @@ def clip(frames: int = 4, h: int = 70, w: int = 90) -> list[np.ndarray]:
     return out
 
 
+def reach(cells: np.ndarray) -> np.ndarray:
+    """Pixels recomputed for these changed cells: dilated by the coarse alpha's reach."""
+    grown = dilate_cells(cells, influence_radius(70, 90, TINY.coarse_long_side))
+    return cells_to_pixels(grown, 70, 90)
+
+
 def test_changed_cells_marks_exactly_the_cells_over_the_threshold() -> None:
     ref = np.zeros((9, 10, 3), np.uint8)  # a 3x3 grid, the last row and column partial
     frame = ref.copy()
@@ -49,6 +61,8 @@ def test_changed_cells_marks_exactly_the_cells_over_the_threshold() -> None:
     assert changed_cells(frame, ref, 0.03)[2, 2]
     assert cells_to_pixels(want, 9, 10).shape == (9, 10)
     assert cells_to_pixels(want, 9, 10)[4:8, 4:8].all()
+    grown = dilate_cells(want, 1)
+    assert grown.sum() == 9 and grown[2, 2] and grown[0, 2]
 
 
 def test_threshold_zero_is_plain_per_frame_inference(checkpoint: Path) -> None:
@@ -72,7 +86,7 @@ def test_unchanged_cells_keep_their_alpha_and_are_not_refined(checkpoint: Path) 
         alpha, _, stats = matter(frame)
         assert 0 < stats.changed < stats.cells
         assert stats.refined <= stats.changed
-        keep = ~cells_to_pixels(changed_cells(frame, prev, 0.03), 70, 90)
+        keep = ~reach(changed_cells(frame, prev, 0.03))
         np.testing.assert_array_equal(alpha[keep], prev_alpha[keep])
         prev_alpha = alpha
     # A still frame runs nothing and returns the previous answer.
@@ -90,7 +104,8 @@ def test_slow_drift_is_caught_against_the_last_computed_pixels(checkpoint: Path)
         f = base.copy()
         f[0:4, 0:4] = np.clip(base[0:4, 0:4].astype(int) + step, 0, 255).astype(np.uint8)
         changed.append(matter(f)[2].changed)
-    assert changed[1:] == [0, 0, 0, 1, 0]
+    radius = influence_radius(70, 90, TINY.coarse_long_side)
+    assert changed[1:] == [0, 0, 0, (radius + 1) ** 2, 0]  # the corner cell and its reach
 
 
 def test_active_limits_refinement_in_the_network(checkpoint: Path) -> None:
@@ -116,6 +131,6 @@ def test_a_backend_without_cell_limits_still_carries_over(checkpoint: Path) -> N
     frames = clip(2)
     a0, _, _ = matter(frames[0])
     a1, _, stats = matter(frames[1])
-    keep = ~cells_to_pixels(changed_cells(frames[1], frames[0], 0.03), 70, 90)
+    keep = ~reach(changed_cells(frames[1], frames[0], 0.03))
     np.testing.assert_array_equal(a1[keep], a0[keep])
     assert 0 < stats.changed < stats.cells

@@ -215,3 +215,4 @@ def test_the_run_loop_stops_on_request(
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert j is not None and j.state == JobState.SUCCEEDED
+    assert queue.stats()["stream_length"] == 0  # the finished entry was trimmed
