@@ -50,11 +50,38 @@ def dilate_cells(cells: np.ndarray, radius: int) -> np.ndarray:
 
 
 def influence_radius(height: int, width: int, coarse_long_side: int) -> int:
-    """Cells around a changed pixel whose output can change with it: the coarse alpha is
-    upsampled bilinearly from pixels `f` apart, so a change reaches about f pixels away,
-    and the refiner's half-resolution windows read one more cell of context."""
+    """Cells around a changed cell whose output can change with it: the coarse alpha is
+    upsampled bilinearly from pixels f apart, so a change reaches about f pixels (f/4 cells)
+    away; the refiner's windows read 4 pixels of context, within one cell."""
     f = int(coarse_scale(height, width, coarse_long_side))
-    return -(-f // PATCH) + 1
+    return max(1, -(-f // PATCH))
+
+
+def _cells(x: np.ndarray) -> np.ndarray:
+    """A writeable view (H//4, W//4, 4, 4, ...) of the whole 4x4 cells of x (H, W, ...)."""
+    h, w = x.shape[:2]
+    s0, s1 = x.strides[:2]
+    shape = (h // PATCH, w // PATCH, PATCH, PATCH, *x.shape[2:])
+    strides = (PATCH * s0, PATCH * s1, s0, s1, *x.strides[2:])
+    return np.lib.stride_tricks.as_strided(x, shape, strides)
+
+
+def copy_cells(dst: np.ndarray, src: np.ndarray, cells: np.ndarray) -> None:
+    """dst[p] = src[p] for the pixels p of the True cells. dst, src: (H, W, ...) alike;
+    cells: (ceil(H/4), ceil(W/4)) bool. Touches only those cells, not the whole frame."""
+    h, w = dst.shape[:2]
+    hq, wq = h // PATCH, w // PATCH
+    rows, cols = np.nonzero(cells[:hq, :wq])
+    _cells(dst)[rows, cols] = _cells(src)[rows, cols]
+    if hq * PATCH == h and wq * PATCH == w:
+        return
+    mask = cells_to_pixels(cells, h, w)  # the partial cells on the bottom and right edges
+    if dst.ndim == 3:
+        mask = mask[..., None]
+    if hq * PATCH < h:
+        np.copyto(dst[hq * PATCH :], src[hq * PATCH :], where=mask[hq * PATCH :])
+    if wq * PATCH < w:
+        np.copyto(dst[:, wq * PATCH :], src[:, wq * PATCH :], where=mask[:, wq * PATCH :])
 
 
 def cells_to_pixels(cells: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -92,12 +119,15 @@ class TemporalMatter:
         if self.threshold == 0.0 or self._reference is None or self._reference.shape != frame.shape:
             out = self.backend.infer(frame[None])
             alpha, fg = out.alpha[0], out.foreground[0]
-            self._reference, self._alpha, self._foreground = frame.copy(), alpha, fg
+            if self.threshold:  # the state is updated in place; the caller keeps its arrays
+                self._reference = frame.copy()
+                self._alpha, self._foreground = alpha.copy(), fg.copy()
             return alpha, fg, FrameStats(cells, cells, out.patches.shape[0])
         assert self._alpha is not None and self._foreground is not None
+        assert self._reference is not None
         changed = changed_cells(frame, self._reference, self.threshold)
         if not changed.any():  # a still frame: nothing to run
-            return self._alpha, self._foreground, FrameStats(cells, 0, 0)
+            return self._alpha.copy(), self._foreground.copy(), FrameStats(cells, 0, 0)
         # Recompute the neighbours a change reaches through the upsampled coarse alpha too,
         # or a stale halo would trail a moving edge.
         model = self.backend.info.model
@@ -109,9 +139,9 @@ class TemporalMatter:
             active = np.zeros((1, gh, gw), np.bool_)
             active[0, : changed.shape[0], : changed.shape[1]] = changed
         out = self.backend.infer(frame[None], active=active)
-        mask = cells_to_pixels(changed, h, w)
-        alpha = np.where(mask, out.alpha[0], self._alpha)
-        fg = np.where(mask[..., None], out.foreground[0], self._foreground)
-        np.copyto(self._reference, frame, where=mask[..., None])
-        self._alpha, self._foreground = alpha, fg
+        # Only the recomputed cells are copied into the carried-over state.
+        copy_cells(self._alpha, out.alpha[0], changed)
+        copy_cells(self._foreground, out.foreground[0], changed)
+        copy_cells(self._reference, frame, changed)
+        alpha, fg = self._alpha.copy(), self._foreground.copy()
         return alpha, fg, FrameStats(cells, n_changed, out.patches.shape[0])

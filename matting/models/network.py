@@ -115,9 +115,11 @@ class MattingNet(nn.Module):
         padded image, replaces the selection: exactly those patches are refined
         (export parity checks use it).
         active, (B, Hq, Wq) bool on that patch grid, limits refinement to its
-        True cells: the top-k budget goes to active cells first and inactive
-        picks are dropped (video temporal sparsity: a worker carries over the
-        previous alpha of cells whose pixels did not change). Eager only.
+        True cells: the selection is made as without it and its inactive cells
+        are dropped, so an active cell is refined exactly when it would be
+        anyway (video temporal sparsity: seed 000 refines the spatially
+        selected cells that also changed; a worker carries the previous alpha
+        of the others over). Eager only.
         """
         cfg = self.config
         self._check_inputs(image, background)
@@ -154,10 +156,6 @@ class MattingNet(nn.Module):
                 if k is None:
                     k = patch_budget(refine_fraction or cfg.refine_fraction, grid[0] * grid[1])
                 assert topk_score is not None  # set above for mode "topk"
-                if active is not None:  # spend the budget on cells that changed
-                    topk_score = torch.where(
-                        active.unsqueeze(1), topk_score, topk_score.new_full((), -2.0)
-                    )
                 index = select_topk(topk_score, k)
             elif mode == "band":
                 a = F.interpolate(coarse.alpha, size=grid, mode="bilinear", align_corners=False)

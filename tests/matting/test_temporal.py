@@ -16,6 +16,7 @@ from matting.temporal import (
     TemporalMatter,
     cells_to_pixels,
     changed_cells,
+    copy_cells,
     dilate_cells,
     influence_radius,
 )
@@ -65,6 +66,20 @@ def test_changed_cells_marks_exactly_the_cells_over_the_threshold() -> None:
     assert grown.sum() == 9 and grown[2, 2] and grown[0, 2]
 
 
+@pytest.mark.parametrize(("h", "w"), [(8, 12), (9, 14), (70, 90)])
+@pytest.mark.parametrize("channels", [(), (3,)])
+def test_copy_cells_copies_exactly_the_cells(h: int, w: int, channels: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(h * w)
+    dst = rng.random((h, w, *channels)).astype(np.float32)
+    src = rng.random((h, w, *channels)).astype(np.float32)
+    cells = rng.random((-(-h // 4), -(-w // 4))) < 0.4
+    cells[-1, -1] = True  # a partial corner cell
+    mask = cells_to_pixels(cells, h, w)
+    want = np.where(mask[..., None] if channels else mask, src, dst)
+    copy_cells(dst, src, cells)
+    np.testing.assert_array_equal(dst, want)
+
+
 def test_threshold_zero_is_plain_per_frame_inference(checkpoint: Path) -> None:
     backend = TorchBackend(checkpoint, device="cpu", precision="fp32")
     matter = TemporalMatter(backend, 0.0)
@@ -88,6 +103,9 @@ def test_unchanged_cells_keep_their_alpha_and_are_not_refined(checkpoint: Path) 
         assert stats.refined <= stats.changed
         keep = ~reach(changed_cells(frame, prev, 0.03))
         np.testing.assert_array_equal(alpha[keep], prev_alpha[keep])
+        # What is recomputed is what plain per-frame inference gives there.
+        plain = backend.infer(frame[None]).alpha[0]
+        np.testing.assert_array_equal(alpha[~keep], plain[~keep])
         prev_alpha = alpha
     # A still frame runs nothing and returns the previous answer.
     alpha2, _, still = matter(frames[-1].copy())
@@ -118,8 +136,10 @@ def test_active_limits_refinement_in_the_network(checkpoint: Path) -> None:
     some = np.zeros((1, gh, gw), bool)
     some[0, :5, :5] = True
     part = backend.infer(frame[None], active=some)
-    assert part.patches.shape[0] <= 25
-    assert all(r < 5 and c < 5 for _, r, c in part.patches)
+    # The same selection, less its inactive cells: active cells come out as without it.
+    picked = {tuple(p) for p in plain.patches.tolist()}
+    assert {tuple(p) for p in part.patches.tolist()} == {p for p in picked if p[1] < 5 and p[2] < 5}
+    np.testing.assert_array_equal(part.alpha[0, :20, :20], plain.alpha[0, :20, :20])
     with pytest.raises(Exception, match="active must be"):
         backend.infer(frame[None], active=np.ones((1, gh + 1, gw), bool))
 

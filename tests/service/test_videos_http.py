@@ -59,7 +59,9 @@ def test_submit_follow_and_download_with_ranges(
         assert r.status_code == 202, r.text
         job = r.json()
         assert r.headers["location"] == f"/v1/videos/{job['id']}"
-        assert job["state"] == "queued" and job["result_url"] is None
+        # The answer reads the job back after queueing it: the app's own worker may
+        # already have claimed it.
+        assert job["state"] in ("queued", "running") and job["result_url"] is None
         # The same bytes again: the same job (content hash), not a second one.
         again = c.post("/v1/videos", content=clip, headers={"Content-Type": "video/mp4"})
         assert again.status_code == 202 and again.json()["id"] == job["id"]
