@@ -32,6 +32,8 @@ class DataSource(_Strict):
     path: Path | None = None  # not used by "synthetic"
     # Folder of background photos for "foreground", "video" and "synthetic".
     backgrounds: Path | None = None
+    # Stems (one per line) never used as backgrounds: a held-out split stays unseen.
+    backgrounds_exclude: Path | None = None
     # Share of samples drawn from this source.
     weight: Positive = 1.0
     # Optional lists of file stems (one per line): keep only / leave out these.
@@ -39,6 +41,8 @@ class DataSource(_Strict):
     exclude: Path | None = None
     # "synthetic" only: share of generated (not photographic) backgrounds.
     generated_backgrounds: float = Field(0.5, ge=0.0, le=1.0)
+    # "segmentation" only: share of draws whose person is pasted over another scene.
+    paste: float = Field(0.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> DataSource:
@@ -46,6 +50,8 @@ class DataSource(_Strict):
             raise ValueError(f"a {self.kind!r} source needs a path")
         if self.kind in ("foreground", "video") and self.backgrounds is None:
             raise ValueError(f"a {self.kind!r} source needs a backgrounds folder")
+        if self.paste > 0 and self.kind != "segmentation":
+            raise ValueError("paste applies to 'segmentation' sources only")
         return self
 
 
@@ -135,7 +141,7 @@ def _with_root(cfg: TrainConfig, root: Path) -> TrainConfig:
         src.model_copy(
             update={
                 k: _resolve(getattr(src, k), root)
-                for k in ("path", "backgrounds", "include", "exclude")
+                for k in ("path", "backgrounds", "backgrounds_exclude", "include", "exclude")
             }
         )
         for src in cfg.data

@@ -13,8 +13,16 @@ from matting.errors import InputError
 from tests.training.conftest import write_pairs
 from training import augment
 from training.config import DataSource, TrainConfig, load_config
-from training.data.mixture import allocate, build_mixture
-from training.data.sources import DrawParams, SegmentationSource, epoch_pick, guess_kind
+from training.data.mixture import allocate, build_mixture, open_source
+from training.data.sources import (
+    Backgrounds,
+    DrawParams,
+    SegmentationSource,
+    SyntheticSource,
+    epoch_pick,
+    guess_kind,
+    paste_over,
+)
 from training.steps import prepare
 
 PARAMS = DrawParams(seed=0, crop=32, scale_min=0.75, scale_max=1.5, seg_band=2, trimap_radius=1)
@@ -161,3 +169,43 @@ def test_prepare_composites_layers_and_keeps_photos(tmp_path: Path) -> None:
     # No alpha loss on the segmentation mask's uncertain edge.
     assert (p.weight[0, 0][p.semantic[0] == 1] == 0).all()
     assert (p.weight[1] == 1).all()
+
+
+def test_paste_over_is_the_compositing_equation() -> None:
+    fg = torch.full((3, 2, 2), 0.8)
+    bg = torch.full((3, 2, 2), 0.2)
+    alpha = torch.tensor([[[1.0, 0.0], [0.5, 0.25]]])
+    got = paste_over(fg, bg, alpha)
+    want = torch.tensor([[0.8, 0.2], [0.5, 0.35]]).expand(3, 2, 2)
+    torch.testing.assert_close(got, want)
+
+
+def test_pasted_people_keep_their_pixels_over_a_new_scene(tmp_path: Path) -> None:
+    root = write_pairs(tmp_path / "seg", "images", "masks", 4, (48, 64), 7)
+    plain = SegmentationSource(root, None, None)
+    pasted = SegmentationSource(root, None, None, paste=1.0)
+    for ordinal in range(4):
+        a = plain.draw(np.random.default_rng(ordinal), PARAMS, ordinal)
+        b = pasted.draw(np.random.default_rng(ordinal), PARAMS, ordinal)
+        assert torch.equal(a.alpha, b.alpha) and torch.equal(a.semantic, b.semantic)
+        assert torch.equal(b.fg, b.bg) and not b.layers and not b.exact
+        m = a.alpha[0] > 0.5
+        inner = torch.nn.functional.max_pool2d((~m).float()[None, None], 3, 1, 1)[0, 0] == 0
+        outer = torch.nn.functional.max_pool2d(m.float()[None, None], 3, 1, 1)[0, 0] == 0
+        assert inner.any() and outer.any()
+        torch.testing.assert_close(b.fg[:, inner], a.fg[:, inner])  # the person as photographed
+        assert (b.fg[:, outer] - a.fg[:, outer]).abs().mean() > 0.05  # somewhere else
+
+
+def test_held_out_stems_are_never_backgrounds(tmp_path: Path) -> None:
+    root = write_pairs(tmp_path / "seg", "images", "masks", 4, (48, 64), 8)
+    held = tmp_path / "held.txt"
+    held.write_text("001\n003\n")
+    src = open_source(DataSource(kind="synthetic", backgrounds=root, backgrounds_exclude=held))
+    assert isinstance(src, SyntheticSource)
+    assert sorted(p.stem for p in src.backgrounds.files) == ["000", "002"]
+    assert sorted(src.backgrounds.masks) == ["000", "002"]
+    with pytest.raises(InputError, match="no background images"):
+        Backgrounds.from_folder(root, {"000", "001", "002", "003"})
+    with pytest.raises(ValueError, match="paste applies"):
+        DataSource(kind="synthetic", paste=0.5)

@@ -75,18 +75,20 @@ def allocate(weights: list[float], slots: int) -> list[int]:
 def open_source(src: DataSource) -> Source:
     if src.kind == "segmentation":
         assert src.path is not None
-        return SegmentationSource(src.path, src.include, src.exclude)
+        return SegmentationSource(src.path, src.include, src.exclude, src.paste)
     if src.kind == "image_alpha":
         assert src.path is not None
         return ImageAlphaSource(src.path, src.include, src.exclude)
     if src.kind == "foreground":
         assert src.path is not None
-        return ForegroundSource(src.path, src.backgrounds, src.include, src.exclude)
+        return ForegroundSource(
+            src.path, src.backgrounds, src.include, src.exclude, src.backgrounds_exclude
+        )
     if src.kind == "video":
         assert src.path is not None
-        return VideoSource(src.path, src.backgrounds)
+        return VideoSource(src.path, src.backgrounds, src.backgrounds_exclude)
     if src.kind == "synthetic":
-        return SyntheticSource(src.backgrounds, src.generated_backgrounds)
+        return SyntheticSource(src.backgrounds, src.generated_backgrounds, src.backgrounds_exclude)
     raise InputError(f"unknown data source kind {src.kind!r}")
 
 

@@ -7,10 +7,12 @@ and a resumed run sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from matting.errors import InputError
@@ -20,18 +22,37 @@ from training.data.sample import KIND_CODES, Sample, scale_and_crop, to_tensor
 from training.synth import generate_background, generate_foreground
 from training.targets import semantic_classes, transition_band, unified_target
 
+# Decoded files are kept: a small data set is read thousands of times, and decoding a
+# JPEG costs as much as the rest of a sample's preparation. The arrays are read-only.
+CACHE_FILES = 1024
+
+
+@lru_cache(maxsize=CACHE_FILES)
+def _decoded_rgb(path: Path) -> np.ndarray:
+    rgb = read_image(path).rgb
+    rgb.setflags(write=False)
+    return rgb
+
+
+@lru_cache(maxsize=CACHE_FILES)
+def _decoded_grey(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            grey = np.asarray(im.convert("L"))
+    except OSError as e:
+        raise InputError(f"{path}: cannot read label image: {e}") from None
+    grey.setflags(write=False)
+    return grey
+
 
 def _rgb(path: Path) -> np.ndarray:
-    return read_image(path).rgb
+    """(H, W, 3) uint8, a fresh copy."""
+    return _decoded_rgb(path).copy()
 
 
 def _grey(path: Path) -> np.ndarray:
     """A label image as float32 (H, W) in [0, 1]."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    except OSError as e:
-        raise InputError(f"{path}: cannot read label image: {e}") from None
+    return _decoded_grey(path).astype(np.float32) / 255.0
 
 
 def _same_size(a: np.ndarray, b: np.ndarray, what: Path) -> None:
@@ -89,18 +110,26 @@ class Backgrounds:
     """Background photos; with a segmentation layout (images/ + masks/) crops
     are taken where the mask is empty, so no second person sneaks in unlabelled."""
 
-    def __init__(self, folder: Path | None) -> None:
-        self.files: list[Path] = []
-        self.masks: dict[str, Path] = {}
+    def __init__(self, files: list[Path], masks: dict[str, Path] | None = None) -> None:
+        self.files, self.masks = files, masks or {}
+
+    @classmethod
+    def from_folder(cls, folder: Path | None, exclude: set[str] | None = None) -> Backgrounds:
+        """The images of a folder (or of its images/ + masks/ layout); stems in `exclude`
+        (a held-out split) are never used."""
         if folder is None:
-            return
+            return cls([])
+        leave = exclude or set()
+        masks: dict[str, Path] = {}
         if (folder / "images").is_dir() and (folder / "masks").is_dir():
-            self.files = list(image_files(folder / "images").values())
-            self.masks = {k: v for k, v in image_files(folder / "masks").items()}
+            files = image_files(folder / "images")
+            masks = {k: v for k, v in image_files(folder / "masks").items() if k not in leave}
         else:
-            self.files = list(image_files(folder).values())
-        if not self.files:
+            files = image_files(folder)
+        kept = [v for k, v in files.items() if k not in leave]
+        if not kept:
             raise InputError(f"{folder}: no background images found")
+        return cls(kept, masks)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -130,12 +159,24 @@ class Backgrounds:
 
 
 class SegmentationSource:
-    """images/NAME.jpg + masks/NAME.png (binary person masks)."""
+    """images/NAME.jpg + masks/NAME.png (binary person masks).
+
+    With `paste` > 0, that share of draws cuts the person out by its mask and pastes
+    it over a person-free crop of another photo of the same split (or a generated
+    background): copy-paste augmentation, new scenes for the same few people. The
+    label stays the mask, a weak label like the photo's own."""
 
     exact = False
 
-    def __init__(self, root: Path, include: Path | None, exclude: Path | None) -> None:
+    def __init__(
+        self, root: Path, include: Path | None, exclude: Path | None, paste: float = 0.0
+    ) -> None:
         self.items = paired(root, ("images",), ("masks",), read_names(include), read_names(exclude))
+        self.paste = paste
+        # The split's own photos, where their masks are empty, are the new scenes.
+        self.backgrounds = Backgrounds(
+            [img for _, img, _ in self.items], {stem: mask for stem, _, mask in self.items}
+        )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -146,7 +187,24 @@ class SegmentationSource:
         _same_size(rgb, mask, mask_path)
         img, m = scale_and_crop([to_tensor(rgb), to_tensor(mask)], p.crop, p.long_side(rng), rng)
         m = (m >= 0.5).float()
+        if self.paste > 0 and rng.random() < self.paste and m.any():
+            img = self._pasted(img, m, rng, p, ordinal)
         return Sample(img, img, m, mask_semantic(m, p.seg_band), False, False, KIND_CODES["opaque"])
+
+    def _pasted(
+        self, img: torch.Tensor, m: torch.Tensor, rng: np.random.Generator, p: DrawParams, n: int
+    ) -> torch.Tensor:
+        bg = self.backgrounds.draw(rng, p.crop, epoch_pick(p.seed, 3, n, len(self.backgrounds)))
+        if bg is None or rng.random() < 0.25:
+            bg = to_tensor(generate_background(rng, (p.crop, p.crop)))
+        # A one-pixel feather: a hard binary cut would be an edge no photo has.
+        soft = F.avg_pool2d(m[None], 3, stride=1, padding=1, count_include_pad=False)[0]
+        return paste_over(img, bg, soft)
+
+
+def paste_over(fg: torch.Tensor, bg: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The compositing equation I = alpha F + (1 - alpha) B. fg, bg (3, S, S); alpha (1, S, S)."""
+    return alpha * fg + (1.0 - alpha) * bg
 
 
 class ImageAlphaSource:
@@ -180,8 +238,8 @@ class _LayeredSource:
 
     items: list[tuple[str, Path, Path]]
 
-    def __init__(self, backgrounds: Path | None) -> None:
-        self.backgrounds = Backgrounds(backgrounds)
+    def __init__(self, backgrounds: Path | None, exclude: Path | None = None) -> None:
+        self.backgrounds = Backgrounds.from_folder(backgrounds, read_names(exclude))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -211,9 +269,14 @@ class ForegroundSource(_LayeredSource):
     """fg/NAME + alpha/NAME (Distinctions-646, AM-2k style) over backgrounds."""
 
     def __init__(
-        self, root: Path, backgrounds: Path | None, include: Path | None, exclude: Path | None
+        self,
+        root: Path,
+        backgrounds: Path | None,
+        include: Path | None,
+        exclude: Path | None,
+        backgrounds_exclude: Path | None = None,
     ) -> None:
-        super().__init__(backgrounds)
+        super().__init__(backgrounds, backgrounds_exclude)
         self.items = paired(
             root,
             ("fg", "foreground"),
@@ -226,8 +289,10 @@ class ForegroundSource(_LayeredSource):
 class VideoSource(_LayeredSource):
     """VideoMatte240K frames: fgr/CLIP/N.jpg + pha/CLIP/N.jpg over backgrounds."""
 
-    def __init__(self, root: Path, backgrounds: Path | None) -> None:
-        super().__init__(backgrounds)
+    def __init__(
+        self, root: Path, backgrounds: Path | None, backgrounds_exclude: Path | None = None
+    ) -> None:
+        super().__init__(backgrounds, backgrounds_exclude)
         self.items = clips(root)
 
 
@@ -235,8 +300,13 @@ class SyntheticSource(_LayeredSource):
     """Procedural foregrounds with exact alpha (training.synth) over photos or
     generated backgrounds."""
 
-    def __init__(self, backgrounds: Path | None, generated_share: float) -> None:
-        super().__init__(backgrounds)
+    def __init__(
+        self,
+        backgrounds: Path | None,
+        generated_share: float,
+        backgrounds_exclude: Path | None = None,
+    ) -> None:
+        super().__init__(backgrounds, backgrounds_exclude)
         self.generated_share = generated_share if len(self.backgrounds) else 1.0
 
     def __len__(self) -> int:
