@@ -66,8 +66,14 @@ class Claim:
 
     entry_id: str
     job: Job
-    deliveries: int  # 1 on the first delivery; the job is dead-lettered past max_deliveries
+    deliveries: int  # 1 on the first delivery
     worker: str
+
+    @property
+    def tries(self) -> int:
+        """Deliveries that were tries: hand-backs by workers shutting down do not count. The
+        job is dead-lettered past max_deliveries tries."""
+        return max(1, self.deliveries - self.job.releases)
 
 
 def backoff_s(deliveries: int, base_s: float, cap_s: float) -> float:
@@ -233,23 +239,31 @@ class JobQueue:
                 px=max(1, int(self.heartbeat_ttl_s * 1000)),
             )
 
-    def claim_next(self, worker: str, block_ms: int = C.CLAIM_BLOCK_MS) -> Claim | None:
+    def claim_next(
+        self, worker: str, block_ms: int = C.CLAIM_BLOCK_MS, *, holds_none: bool = False
+    ) -> Claim | None:
         """The next job for `worker`: first one a dead worker left or whose backoff is over,
-        then a new one, waiting up to block_ms (0: do not wait). None when there is none."""
+        then a new one, waiting up to block_ms (0: do not wait). None when there is none.
+
+        holds_none: the caller holds no claim, so entries pending under its own name are
+        deliveries it never received (a reply lost to a dropped connection or a Redis
+        restart); they are taken back first instead of waiting for a heartbeat that never
+        lapses while the worker lives.
+        """
         _check_worker(worker)
         deadline = time.monotonic() + max(0, block_ms) / 1000
         with self._guard():
             self.heartbeat(worker)  # a claimer must look alive, or others could take its claim
             try:
-                return self._claim_next(worker, deadline)
+                return self._claim_next(worker, deadline, holds_none)
             except redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 self._ensure_group()  # the stream was deleted (FLUSHALL, a lost AOF)
-                return self._claim_next(worker, deadline)
+                return self._claim_next(worker, deadline, holds_none)
 
-    def _claim_next(self, worker: str, deadline: float) -> Claim | None:
-        claim = self._claim_abandoned(worker)
+    def _claim_next(self, worker: str, deadline: float, holds_none: bool) -> Claim | None:
+        claim = self._claim_abandoned(worker, holds_none)
         if claim is not None:
             return claim
         while True:
@@ -288,7 +302,7 @@ class JobQueue:
                 return
             start = "(" + _s(page[-1]["message_id"])
 
-    def _claim_abandoned(self, worker: str) -> Claim | None:
+    def _claim_abandoned(self, worker: str, holds_none: bool = False) -> Claim | None:
         """Take over an entry whose worker died or whose retry backoff is over, oldest first.
 
         XAUTOCLAIM picks entries by idle time alone and would take one from a live worker busy
@@ -323,20 +337,32 @@ class JobQueue:
                 if retry_at:
                     if float(retry_at) > now:
                         continue
-                elif replies[2 * i + 1] or int(p["time_since_delivered"]) < min_idle_ms:
-                    continue
-                claim = self._take_over(ids[i], owners[i], job_ids[i], worker, min_idle_ms, now)
+                elif not (holds_none and owners[i] == worker) and (
+                    replies[2 * i + 1] or int(p["time_since_delivered"]) < min_idle_ms
+                ):
+                    continue  # a live worker holds it
+                orphan = holds_none and owners[i] == worker
+                claim = self._take_over(
+                    ids[i], owners[i], job_ids[i], worker, min_idle_ms, now, orphan
+                )
                 if claim is not None:
                     return claim
         return None
 
     def _take_over(
-        self, entry_id: str, owner: str, job_id: str, worker: str, min_idle_ms: int, now: float
+        self,
+        entry_id: str,
+        owner: str,
+        job_id: str,
+        worker: str,
+        min_idle_ms: int,
+        now: float,
+        orphan: bool = False,
     ) -> Claim | None:
         deliveries = int(
             self._claim_pending(
                 keys=[self.keys.stream, self.keys.worker(owner), self.keys.job(job_id)],
-                args=[self.keys.group, worker, entry_id, min_idle_ms, repr(now)],
+                args=[self.keys.group, worker, entry_id, min_idle_ms, repr(now), int(orphan)],
             )
         )
         return self._accept(entry_id, job_id, worker, deliveries) if deliveries > 0 else None
@@ -355,11 +381,11 @@ class JobQueue:
             return None
         job = Job.from_hash(_pairs(reply[1]), self.keys.job(job_id))
         claim = Claim(entry_id=entry_id, job=job, deliveries=deliveries, worker=worker)
-        if deliveries > self.max_deliveries:
+        if claim.tries > self.max_deliveries:
             # Its workers kept dying without a word (OOM, a crash on this input): stop here.
             last = f"; last error: {job.error}" if job.error else ""
             error = (
-                f"gave up on delivery {deliveries}: the workers before stopped without "
+                f"gave up on try {claim.tries}: the workers before stopped without "
                 f"finishing it (crashed, killed or lost their heartbeat){last}"
             )
             with suppress(JobInterruptedError):  # cancelled or taken meanwhile: not ours
@@ -376,7 +402,7 @@ class JobQueue:
                     self.keys.group,
                     claim.entry_id,
                     claim.worker,
-                    claim.deliveries,
+                    claim.tries,
                     repr(self._clock()),
                     self.job_ttl_s,
                 ],
@@ -435,16 +461,17 @@ class JobQueue:
         turns a retry into cancelled."""
         error = (error or "unknown error")[: C.ERROR_MAX_CHARS]
         with self._guard():
-            if retryable and claim.deliveries < self.max_deliveries:
-                wait = backoff_s(claim.deliveries, self.backoff_base_s, self.backoff_cap_s)
+            if retryable and claim.tries < self.max_deliveries:
+                wait = backoff_s(claim.tries, self.backoff_base_s, self.backoff_cap_s)
                 return self._end(claim, "retry", error=error, retry_at=self._clock() + wait)
             return self._end(claim, "dead", error=error)
 
     def release(self, claim: Claim) -> Job:
         """Hand a job back unfinished (a worker shutting down): any worker may take it at once
-        and resumes from chunks_done. The next delivery still counts towards max_deliveries."""
+        and resumes from chunks_done. The hand-back does not count as a try, so rolling
+        restarts never dead-letter a long job."""
         with self._guard():
-            return self._end(claim, "retry", retry_at=self._clock())
+            return self._end(claim, "release", retry_at=self._clock())
 
     def _end(
         self,

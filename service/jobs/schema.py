@@ -52,7 +52,8 @@ class Job:
     """One video job as the queue stores it. Times are Unix seconds.
 
     chunks_done is the resume point: the chunks [0, chunks_done) are finished and stored, so a
-    worker that takes the job over starts at chunk chunks_done. attempts counts deliveries.
+    worker that takes the job over starts at chunk chunks_done. attempts counts tries: the
+    deliveries less the hand-backs of workers that shut down (releases).
     """
 
     id: str
@@ -69,6 +70,7 @@ class Job:
     eta_s: float | None = None
     error: str | None = None
     attempts: int = 0
+    releases: int = 0
     worker: str | None = None
     retry_at: float | None = None  # set while a failed job waits out its backoff
     finished_at: float | None = None
@@ -119,6 +121,7 @@ class Job:
             eta_s=opt("eta_s", _finite),
             error=opt("error", str),
             attempts=opt("attempts", _count) or 0,
+            releases=opt("releases", _count) or 0,
             worker=opt("worker", str),
             retry_at=opt("retry_at", _finite),
             finished_at=opt("finished_at", _finite),

@@ -52,8 +52,9 @@ if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2]) end
 return {{ARGV[1], 1}}
 """
 
-# KEYS: stream, owner's heartbeat, job. ARGV: group, consumer, entry id, min idle ms, now.
-# Returns the new delivery count, or 0 when the entry is not free to take.
+# KEYS: stream, owner's heartbeat, job. ARGV: group, consumer, entry id, min idle ms, now,
+# orphan (1: the consumer's own entry, and it holds no claim). Returns the new delivery
+# count, or 0 when the entry is not free to take.
 CLAIM_PENDING = """
 local retry_at = redis.call('HGET', KEYS[3], 'retry_at')
 local min_idle = ARGV[4]
@@ -61,6 +62,10 @@ if retry_at and retry_at ~= '' then
   -- A failed job waiting out its backoff: anyone may take it once the time has come, whether
   -- or not the worker that failed it is alive; not before, even if that worker died.
   if tonumber(retry_at) > tonumber(ARGV[5]) then return 0 end
+  min_idle = 0
+elseif ARGV[6] == '1' then
+  -- Its own worker, holding nothing, asks for work: a delivery whose reply was lost (a
+  -- dropped connection, a Redis restart) before the worker could start it.
   min_idle = 0
 elseif redis.call('EXISTS', KEYS[2]) == 1 then
   return 0  -- a live worker holds it, however long one chunk takes
@@ -117,7 +122,8 @@ return 'ok'
 )
 
 # KEYS: job, cancel, stream, dead letters. ARGV: group, consumer, now, ttl, mode
-# (succeed | retry | dead), retry_at, error, deliveries, dead-letter maxlen, output location.
+# (succeed | retry | release | dead), retry_at, error, deliveries, dead-letter maxlen,
+# output location.
 FINISH = (
     _LUA_PRELUDE
     + """
@@ -130,14 +136,16 @@ if state and state == done[mode] and redis.call('HGET', KEYS[1], 'worker') == AR
 end
 -- A cancel request wins over a retry, not over work that is done or given up.
 local status = check(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
-                     mode == 'retry')
+                     mode == 'retry' or mode == 'release')
 if status then return {status} end
 if mode == 'succeed' then
   redis.call('HSET', KEYS[1], 'output_location', ARGV[10], 'progress', '1.0', 'error', '')
   finish(KEYS[1], KEYS[2], KEYS[3], ARGV[1], 'succeeded', ARGV[3], ARGV[4])
-elseif mode == 'retry' then
+elseif mode == 'retry' or mode == 'release' then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'retry_at', ARGV[6], 'eta_s', '',
              'updated_at', ARGV[3])
+  -- A hand-back (a worker shutting down) is no failed try: it is not counted as one.
+  if mode == 'release' then redis.call('HINCRBY', KEYS[1], 'releases', 1) end
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[7]) end
 else
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[9], '*',

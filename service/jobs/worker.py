@@ -175,7 +175,9 @@ class Worker:
                         with contextlib.suppress(JobInterruptedError):  # cancelled meanwhile
                             self.queue.release(self._lost[0])
                         self._lost.pop(0)
-                    claim = self.queue.claim_next(self.name, block_ms=self.claim_block_ms)
+                    claim = self.queue.claim_next(
+                        self.name, block_ms=self.claim_block_ms, holds_none=True
+                    )
                 except QueueUnavailableError as exc:
                     log.warning("worker %s: %s; retrying", self.name, exc)
                     self._stop.wait(1.0)

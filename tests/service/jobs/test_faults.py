@@ -175,6 +175,8 @@ def test_a_killed_worker_s_job_resumes_on_the_other_from_its_last_chunk(
         done = check_all_done_once(queue, storage, ids, reference)
         resumed = next(j for j in done if j.id == job.id)
         assert resumed.worker == survivor and resumed.attempts == 2
+        # Every other job ran once, start to end: no double processing.
+        assert all(j.attempts == 1 for j in done if j.id != job.id), done
         assert f"job {job.id}: resuming at chunk {at_kill.chunks_done}" in workers.log(survivor)
     finally:
         workers.stop_all()

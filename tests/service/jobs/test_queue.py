@@ -242,7 +242,7 @@ def test_workers_that_keep_dying_dead_letter_the_job(client: redis.Redis) -> Non
     assert q.claim_next("w3", block_ms=0) is None
     dead = q.get(job.id)
     assert dead is not None and dead.state is JobState.FAILED
-    assert dead.error is not None and "gave up on delivery 3" in dead.error
+    assert dead.error is not None and "gave up on try 3" in dead.error
     assert q.dead_letters()[0]["job"] == job.id and _pending(client, q) == 0
 
 
@@ -256,6 +256,41 @@ def test_release_hands_the_job_over_at_once(client: redis.Redis, queue: JobQueue
     assert released.state is JobState.QUEUED and released.error is None
     taken = _claim(queue, "w2")
     assert taken.job.chunks_done == 5 and taken.deliveries == 2
+
+
+def test_hand_backs_are_not_tries(client: redis.Redis) -> None:
+    """Rolling restarts hand a long job back again and again; it must never dead-letter."""
+    q = make_queue(client, max_deliveries=2)
+    job = q.submit("uploads/long.mp4")
+    for n in range(1, 5):
+        claim = _claim(q, f"w{n}")
+        assert (claim.deliveries, claim.tries) == (n, 1)
+        assert q.start(claim).attempts == 1
+        q.progress(job.id, n, 24 * n, worker=f"w{n}")
+        q.heartbeat(f"w{n}")
+        assert q.release(claim).state is JobState.QUEUED
+    claim = _claim(q, "w9")
+    assert claim.job.releases == 4 and claim.job.chunks_done == 4
+    q.start(claim)
+    assert q.fail(claim, "a real failure").state is JobState.QUEUED  # try 1 of 2: retried
+    assert q.get(job.id).state is JobState.QUEUED  # type: ignore[union-attr]
+
+
+def test_a_worker_gets_back_a_delivery_it_never_received(
+    client: redis.Redis, queue: JobQueue
+) -> None:
+    """XREADGROUP delivered the entry to w1, but the reply was lost: w1 is alive and idle, so
+    the entry is an orphan in its own pending list, which only w1 may and must pick up."""
+    job = queue.submit("uploads/a.mp4")
+    queue.heartbeat("w1")
+    client.xreadgroup(queue.keys.group, "w1", {queue.keys.stream: ">"}, count=1)
+    assert _pending(client, queue) == 1
+    assert queue.claim_next("w2", block_ms=0) is None  # w1's heartbeat is alive
+    assert queue.claim_next("w1", block_ms=0) is None  # w1 may hold it: it does not say
+    claim = queue.claim_next("w1", block_ms=0, holds_none=True)
+    assert claim is not None
+    assert claim.job.id == job.id and claim.deliveries == 2
+    assert queue.start(claim).state is JobState.RUNNING
 
 
 def test_cancel_queued_job_is_never_delivered(client: redis.Redis, queue: JobQueue) -> None:
