@@ -6,6 +6,7 @@ result, so the time taken does not tell which key (or how much of one) matched.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Sequence
 
@@ -44,3 +45,12 @@ def check_api_key(request: Request, keys: Sequence[bytes]) -> None:
         raise AuthError("this service needs an API key: send 'Authorization: Bearer KEY'")
     if not key_matches(presented, keys):
         raise AuthError("unknown API key")
+
+
+def client_scope(request: Request, keys: Sequence[bytes]) -> str:
+    """Who sent the request, for scoping what clients name (idempotency keys): a digest of
+    their API key, or "anonymous" with auth off. The key itself is never stored."""
+    presented = presented_key(request) if keys else None
+    if presented is None:
+        return "anonymous"
+    return "key-" + hashlib.sha256(presented).hexdigest()[:32]

@@ -1,7 +1,8 @@
 """Receiving a video upload: streamed to storage (never whole in memory), hashed on the way
 for idempotency, then checked with PyAV against the limits before a job is queued.
 
-The body is the raw file, or multipart/form-data with one file field `video`. The
+The body is the raw file, or multipart/form-data with the file field `video` (and, for
+composites, an image `background`). The
 container is sniffed from the first bytes; the file name and type the client sends are
 only used to tell raw from multipart.
 """
@@ -14,10 +15,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 
 from matting.errors import InputError, InputTooLargeError, UnsupportedTypeError
+from matting.imageio import ImageLimits, decode_image
 from matting.videoio import VideoInfo, probe, read_frames
 from service.jobs.storage import Storage, new_name
 
@@ -44,6 +47,7 @@ class Upload:
     name: str  # the storage object
     sha256: str
     size: int
+    background: bytes | None = None  # multipart `background`: an image for composites
 
 
 def sniff_extension(head: bytes) -> str:
@@ -124,26 +128,41 @@ async def _receive_form(request: Request, storage: Storage, limit: int) -> Uploa
 
     limited = Request(request.scope, receive)
     try:
-        form = await limited.form(max_files=1, max_fields=4)
+        form = await limited.form(max_files=2, max_fields=4)
     except InputError:
         raise
     except Exception as e:  # python-multipart and Starlette raise several types
         raise InputError(f"malformed multipart body: {getattr(e, 'detail', e)}") from None
     try:
-        unknown = sorted(set(form.keys()) - {"video"})
+        unknown = sorted(set(form.keys()) - {"video", "background"})
         if unknown:
-            raise InputError(f"unknown form fields {unknown}; expected 'video'")
+            raise InputError(f"unknown form fields {unknown}; expected 'video' (and 'background')")
         video = form.get("video")
         if video is None or isinstance(video, str):
             raise InputError("multipart body has no 'video' file field")
+        backdrop = form.get("background")
+        if isinstance(backdrop, str):
+            raise InputError("the 'background' field must be an image file")
+        background = None if backdrop is None else await backdrop.read()
 
         async def parts() -> AsyncIterator[bytes]:
             while piece := await video.read(_CHUNK):
                 yield piece
 
-        return await _store(parts(), storage)
+        upload = await _store(parts(), storage)
+        return Upload(upload.name, upload.sha256, upload.size, background)
     finally:
         await form.close()
+
+
+def store_background(storage: Storage, data: bytes, limits: ImageLimits) -> tuple[str, str]:
+    """Decode a composite's background image (JPEG, PNG or WebP, within the image limits) and
+    store it as PNG. Returns (storage name, sha256 of the bytes sent)."""
+    image = decode_image(data, limits)
+    name = new_name(".png")
+    with storage.writer(name) as f:
+        Image.fromarray(image.rgb).save(f, format="PNG", compress_level=1)
+    return name, hashlib.sha256(data).hexdigest()
 
 
 def check_video(path: Path, limits: VideoLimits) -> VideoInfo:

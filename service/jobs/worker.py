@@ -28,15 +28,16 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 from matting.errors import InputError
+from matting.imageio import read_image, resize_cover
 from matting.runtime.base import Backend
 from matting.temporal import TemporalMatter
-from matting.videoio import Kind, concat_segments, open_writer, probe, read_frames
+from matting.videoio import Background, Kind, concat_segments, open_writer, probe, read_frames
 from service.jobs.errors import JobInterruptedError, QueueUnavailableError
 from service.jobs.heartbeat import Heartbeat
 from service.jobs.metrics import WorkerMetrics
 from service.jobs.queue import Claim, JobQueue, new_worker_name
 from service.jobs.schema import Job
-from service.jobs.storage import Storage, derived_name
+from service.jobs.storage import Storage, check_name, derived_name
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -83,6 +84,8 @@ class JobOptions:
     background_color: str = "#00ff00"  # composite only
     chunk_frames: int = 48
     temporal_threshold: float = 0.03
+    # composite only: a stored image (a storage name the service made) instead of the colour
+    background_image: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,7 @@ class JobOptions:
             "background_color": self.background_color,
             "chunk_frames": self.chunk_frames,
             "temporal_threshold": self.temporal_threshold,
+            "background_image": self.background_image,
         }
 
     @classmethod
@@ -101,9 +105,17 @@ class JobOptions:
                 background_color=str(raw.get("background_color", "#00ff00")),
                 chunk_frames=int(raw.get("chunk_frames", 48)),
                 temporal_threshold=float(raw.get("temporal_threshold", 0.03)),
+                background_image=str(raw.get("background_image", "")),
             )
         except (TypeError, ValueError) as exc:
             raise InvalidJobError(f"invalid job options: {exc}") from None
+        if opts.background_image:
+            if opts.output != "composite":
+                raise InvalidJobError("a background image applies only to output 'composite'")
+            try:
+                check_name(opts.background_image)
+            except InputError as exc:
+                raise InvalidJobError(f"background_image: {exc}") from None
         if opts.output not in get_args(Kind):
             raise InvalidJobError(f"output {opts.output!r} is not one of {get_args(Kind)}")
         if not 1 <= opts.chunk_frames <= 10_000:
@@ -252,7 +264,7 @@ class Worker:
             raise InputError(f"{job.input_location}: the video has no frames")
         chunks = math.ceil(total / n)
         names = [segment_name(job, c, opts) for c in range(chunks)]
-        background = parse_color(opts.background_color)
+        background = self._background(opts, info.height, info.width)
         done_at_start, t0 = min(job.chunks_done, chunks) * n, time.monotonic()
         with self.storage.scratch() as scratch:
             for c in range(job.chunks_done, chunks):
@@ -287,13 +299,20 @@ class Worker:
                 self.storage.delete(name)
         return "succeeded"
 
+    def _background(self, opts: JobOptions, height: int, width: int) -> Background:
+        """The composite's backdrop: the job's image scaled to cover the frame, or its colour."""
+        if not opts.background_image:
+            return parse_color(opts.background_color)
+        rgb = read_image(self.storage.local_path(opts.background_image)).rgb
+        return resize_cover(rgb, (height, width))
+
     def _chunk(
         self,
         source: Path,
         chunk: int,
         opts: JobOptions,
         info: Any,
-        background: tuple[int, int, int],
+        background: Background,
         path: Path,
     ) -> int:
         matter = TemporalMatter(self.backend, opts.temporal_threshold)

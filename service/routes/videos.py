@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -12,6 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from matting.errors import InputError
+from service.auth import client_scope
 from service.deps import State
 from service.errors import ERROR_RESPONSES, ErrorBody, JobNotReadyError, JobsDisabledError
 from service.jobs.errors import JobNotFoundError
@@ -24,6 +27,7 @@ from service.video_upload import (
     check_video,
     discard,
     receive_video,
+    store_background,
 )
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
@@ -34,11 +38,17 @@ UPLOAD_BODY = {
         "required": True,
         "description": (
             "The video as the raw body (MP4, MOV, WebM, MKV or AVI; the container is "
-            "sniffed from the bytes), or multipart/form-data with the file `video`."
+            "sniffed from the bytes), or multipart/form-data with the file `video` and, for "
+            "output=composite, optionally an image `background` (JPEG, PNG or WebP, scaled "
+            "to cover the frame) instead of background_color."
         ),
         "content": {
             "multipart/form-data": {
-                "schema": {"type": "object", "required": ["video"], "properties": {"video": _FILE}}
+                "schema": {
+                    "type": "object",
+                    "required": ["video"],
+                    "properties": {"video": _FILE, "background": _FILE},
+                }
             },
             **{t: {"schema": _FILE} for t in VIDEO_RAW_TYPES},
         },
@@ -101,7 +111,7 @@ def video_options(
         Literal["webm", "prores", "pngzip", "composite"],
         Query(
             description="webm: VP9 with alpha; prores: ProRes 4444 .mov; pngzip: RGBA PNGs; "
-            "composite: H.264 .mp4 over background_color"
+            "composite: H.264 .mp4 over background_color or the multipart `background` image"
         ),
     ] = "webm",
     background_color: Annotated[
@@ -145,17 +155,31 @@ async def submit(
 ) -> JSONResponse:
     s = state.settings
     upload = await receive_video(request, jobs.storage, s.video_max_bytes)
+    stored = [upload.name]
     try:
         limits = VideoLimits(s.video_max_bytes, s.video_max_duration_s, s.video_max_pixels)
         await asyncio.to_thread(check_video, jobs.storage.local_path(upload.name), limits)
-        opts = options.to_dict()
-        key = idempotency_key or f"sha256:{upload.sha256}:{json.dumps(opts, sort_keys=True)}"
-        job = await asyncio.to_thread(jobs.queue.submit, upload.name, opts, key)
+        content = options.to_dict()  # what the content hash covers: the bytes, not the names
+        if upload.background is not None:
+            if options.output != "composite":
+                raise InputError("a background image applies only to output=composite")
+            name, sha = await asyncio.to_thread(
+                store_background, jobs.storage, upload.background, state.limits
+            )
+            stored.append(name)
+            options = replace(options, background_image=name)
+            content["background_image"] = f"sha256:{sha}"
+        key = idempotency_key or f"sha256:{upload.sha256}:{json.dumps(content, sort_keys=True)}"
+        # Keys are per client: another API key's job is never handed back.
+        key = f"{client_scope(request, state.keys)}:{hashlib.sha256(key.encode()).hexdigest()}"
+        job = await asyncio.to_thread(jobs.queue.submit, upload.name, options.to_dict(), key)
     except BaseException:
-        discard(jobs.storage, upload.name)
+        for name in stored:
+            discard(jobs.storage, name)
         raise
     if job.input_location != upload.name:  # an earlier submission of the same job
-        discard(jobs.storage, upload.name)
+        for name in stored:
+            discard(jobs.storage, name)
     elif state.job_metrics is not None:
         state.job_metrics.inc()
     body = VideoJob.of(job).model_dump(mode="json")

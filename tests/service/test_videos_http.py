@@ -3,13 +3,16 @@ download, cancel, and bad uploads; the app's own embedded redis-server and worke
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from matting.checkpoint import save_checkpoint
 from matting.models.network import build_model
@@ -105,6 +108,37 @@ def test_multipart_upload_and_options(live: LiveServer, clip: bytes) -> None:
         assert got.headers["content-type"] == "video/mp4"
 
 
+def test_composite_over_an_uploaded_image(live: LiveServer, clip: bytes) -> None:
+    red = io.BytesIO()
+    Image.new("RGB", (40, 30), (250, 10, 10)).save(red, format="PNG")
+    objects = live.state.settings.storage_dir / "objects"
+    with live.client() as c:
+        files = {
+            "video": ("clip.mp4", clip, "video/mp4"),
+            "background": ("red.png", red.getvalue(), "image/png"),
+        }
+        r = c.post("/v1/videos", params={"output": "composite"}, files=files)
+        assert r.status_code == 202, r.text
+        again = c.post("/v1/videos", params={"output": "composite"}, files=files)
+        assert again.json()["id"] == r.json()["id"]  # same video, same image: the same job
+        done = wait_done(c, r.json()["id"])
+        assert done["state"] == "succeeded", done
+        out = c.get(str(done["result_url"]))
+        path = objects.parent / "check.mp4"
+        path.write_bytes(out.content)
+        rgb = np.stack([f for f, _ in read_back(path, "composite")]).astype(np.float64)
+        # The tiny model's alpha is far from 1 on the clip: the red shows through.
+        assert rgb[..., 0].mean() > rgb[..., 1].mean() + 40
+        # An image background makes no sense for other outputs, and must be an image.
+        before = set(objects.iterdir())
+        bad = c.post("/v1/videos", params={"output": "webm"}, files=files)
+        assert bad.status_code == 400 and "only to output=composite" in bad.text
+        files["background"] = ("x.png", b"not an image", "image/png")
+        bad = c.post("/v1/videos", params={"output": "composite"}, files=files)
+        assert bad.status_code in (400, 415), bad.text
+        assert set(objects.iterdir()) == before  # nothing of the refused uploads is kept
+
+
 def test_cancel_and_unknown_jobs(live: LiveServer, clip: bytes) -> None:
     with live.client() as c:
         assert c.get("/v1/videos/" + "0" * 32).status_code == 404
@@ -169,5 +203,26 @@ def test_limits(tiny_model: Path, tmp_path: Path, clip: bytes) -> None:
             server.state.settings.video_max_bytes = 2048
             r = c.post("/v1/videos", content=clip, headers={"Content-Type": "video/mp4"})
             assert r.status_code == 413
+    finally:
+        server.stop()
+
+
+def test_idempotency_keys_are_per_api_key(tiny_model: Path, tmp_path: Path, clip: bytes) -> None:
+    settings = tiny_settings(tiny_model, tmp_path, video_jobs=True, workers=0, api_keys="k1,k2")
+    server = start_server(settings)
+    try:
+        ids = {}
+        for key in ("k1", "k2", "k1"):
+            headers = {
+                "Authorization": f"Bearer {key}",
+                "Content-Type": "video/mp4",
+                "Idempotency-Key": "order-42",
+            }
+            with server.client() as c:
+                r = c.post("/v1/videos", content=clip, headers=headers)
+            assert r.status_code == 202, r.text
+            ids.setdefault(key, set()).add(r.json()["id"])
+        # k1's repeat is its own job again; k2 never gets k1's job for the same key.
+        assert len(ids["k1"]) == 1 and len(ids["k2"]) == 1 and ids["k1"] != ids["k2"]
     finally:
         server.stop()

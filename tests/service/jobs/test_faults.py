@@ -205,3 +205,35 @@ def test_jobs_survive_a_redis_restart_mid_queue(
         assert workers.procs["gamma"].poll() is None  # the worker rode the outage out
     finally:
         workers.stop_all()
+
+
+def test_sigterm_stops_a_worker_after_its_chunk_and_hands_the_job_back(
+    server: EmbeddedRedis, checkpoint: Path, clip: Path, tmp_path: Path
+) -> None:
+    queue = JobQueue.from_url(server.url, heartbeat_ttl_s=TTL_S)
+    queue.ensure_group()
+    storage = LocalStorage(tmp_path / "jobs" / "objects")
+    reference = reference_alpha(checkpoint, clip, tmp_path, server.url)
+    workers = Workers(server.url, tmp_path / "jobs", checkpoint, tmp_path)
+    workers.start("delta")
+    try:
+        (job_id,) = submit_jobs(queue, storage, clip, 1)
+        started = wait_for(
+            "a chunk done", lambda: j if (j := queue.get(job_id)) and j.chunks_done >= 1 else None
+        )
+        assert isinstance(started, Job)
+        workers.procs["delta"].send_signal(signal.SIGTERM)
+        assert workers.procs["delta"].wait(timeout=60) == 0
+        handed = queue.get(job_id)
+        assert handed is not None and handed.state == JobState.QUEUED, handed
+        # The chunk in hand was finished and recorded, not thrown away; nothing past it.
+        assert started.chunks_done <= handed.chunks_done <= started.chunks_done + 1
+        assert handed.releases == 1 and handed.chunks_done < 8
+        assert "SIGTERM: stopping after the current chunk" in workers.log("delta")
+        workers.start("epsilon")
+        wait_for("the job to finish", lambda: (j := queue.get(job_id)) and j.state.is_terminal)
+        (done,) = check_all_done_once(queue, storage, [job_id], reference)
+        assert done.worker == "epsilon" and done.attempts == 1  # a hand-back is no try
+        assert f"resuming at chunk {handed.chunks_done}" in workers.log("epsilon")
+    finally:
+        workers.stop_all()

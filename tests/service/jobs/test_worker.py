@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from matting.checkpoint import save_checkpoint
+from matting.errors import InputError
 from matting.models.network import build_model
 from matting.runtime.torch_backend import TorchBackend
 from matting.videoio import probe, read_back
@@ -118,6 +119,48 @@ def test_every_output_reads_back_with_the_models_alpha(
     # The segments are gone once the output is stored.
     opts = JobOptions.from_dict(done.options)
     assert not any(storage.exists(segment_name(done, c, opts)) for c in range(4))
+
+
+def test_a_composite_over_an_image_job(
+    queue: JobQueue, tmp_path: Path, clip: Path, backend: TorchBackend
+) -> None:
+    from matting.imageio import ImageLimits, resize_cover
+    from matting.videoio import read_frames
+    from service.video_upload import store_background
+
+    storage = LocalStorage(tmp_path / "objects")
+    yy, xx = np.mgrid[:90, :160]  # another aspect than the clip's: scaled to cover
+    image = np.dstack([xx * 1.5, yy * 2.5, 255 - xx]).astype(np.uint8)
+    png = tmp_path / "bg.png"
+    from PIL import Image
+
+    Image.fromarray(image).save(png)
+    name, _ = store_background(storage, png.read_bytes(), ImageLimits())
+    job = submit(
+        queue, storage, clip, output="composite", background_image=name, temporal_threshold=0.0
+    )
+    assert run_one(Worker(queue, storage, backend)) == "succeeded"
+    done = queue.get(job.id)
+    assert done is not None and done.output_location
+    back = list(read_back(storage.local_path(done.output_location), "composite"))
+    assert len(back) == FRAMES
+    bg = resize_cover(image, (H, W)).astype(np.float64)
+    green = np.array([0.0, 255.0, 0.0])
+    for (rgb, _), frame in zip(back, read_frames(clip), strict=True):
+        out = backend.infer(frame[None])
+        a = out.alpha[0][..., None].astype(np.float64)
+        fg = out.foreground[0].astype(np.float64) * 255
+        want = fg * a + bg * (1 - a)
+        got = rgb.astype(np.float64)
+        assert np.abs(got - want).mean() < 3  # H.264 at crf 16, 4:2:0
+        assert np.abs(got - (fg * a + green * (1 - a))).mean() > 20  # not the colour
+
+
+def test_a_background_image_needs_a_composite(queue: JobQueue, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="only to output 'composite'"):
+        JobOptions.from_dict({"output": "webm", "background_image": "0" * 32 + ".png"})
+    with pytest.raises(InputError, match="background_image"):
+        JobOptions.from_dict({"output": "composite", "background_image": "../../etc/passwd"})
 
 
 def test_a_resumed_job_equals_an_uninterrupted_one(
