@@ -109,6 +109,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         state.ready = False
         state.metrics.ready.set(0)
+        if state.jobs is not None:  # no new chunks from here; the one in hand finishes
+            state.jobs.stop_workers()
         if not loading.done():
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -116,7 +118,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.batcher is not None:
             await state.batcher.stop(drain=True, timeout_s=state.settings.drain_timeout_s)
         if state.jobs is not None:
-            await asyncio.to_thread(state.jobs.close, state.settings.drain_timeout_s)
+            await asyncio.to_thread(state.jobs.close, state.settings.worker_drain_timeout_s)
         if state.backend is not None:
             state.backend.close()
 

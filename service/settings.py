@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # A worker silent this long is dead and its job is taken over (at its last chunk)
     heartbeat_ttl_s: float = Field(15.0, gt=0.5, le=3600)
     worker_metrics_port: int = Field(9100, ge=0, le=65535)  # `matting worker`'s /metrics; 0: off
+    # How long `matting serve`'s shutdown waits for its in-process job workers to finish
+    # the chunk in hand (their jobs then go back to the queue at the resume point).
+    worker_drain_timeout_s: float = Field(300.0, ge=0)
 
     @field_validator("warmup_sizes")
     @classmethod
@@ -117,7 +120,13 @@ class Settings(BaseSettings):
                     f"cannot read MATTING_API_KEYS_FILE {self.api_keys_file}: {e}"
                 ) from None
             keys += [line.strip() for line in text.splitlines()]
-        return [k.encode() for k in keys if k]
+        keys = [k for k in keys if k]
+        if not keys and (self.api_keys is not None or self.api_keys_file is not None):
+            # Asked for auth but given no key (an empty secret, a blank line): refuse to
+            # start rather than serve with auth silently off.
+            where = "MATTING_API_KEYS_FILE" if self.api_keys_file else "MATTING_API_KEYS"
+            raise InputError(f"{where} is set but holds no API key; unset it to turn auth off")
+        return [k.encode() for k in keys]
 
 
 @lru_cache

@@ -156,8 +156,14 @@ class EmbeddedRedis:
             *self.extra_args,
         ]  # fmt: skip
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
+        # A session of its own: Ctrl-C in a terminal signals the foreground process group,
+        # and the server must outlive the workers' last writes; close() stops it after them.
         self._process = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         # A forgotten server is stopped when this object goes or the interpreter exits.
         self._finalizer = weakref.finalize(self, _terminate, self._process)

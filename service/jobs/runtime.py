@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,12 +103,22 @@ class JobsRuntime:
             thread.start()
             log.info("job worker %s started", worker.name)
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Stop workers after their current chunk (their jobs go back to the queue), then
-        the embedded Redis."""
+    def stop_workers(self) -> None:
+        """Ask the workers to stop after their current chunk; returns at once."""
         for worker in self.workers:
             worker.stop()
+
+    def close(self, timeout_s: float = 300.0) -> None:
+        """Stop workers after their current chunk (their jobs go back to the queue), waiting
+        up to timeout_s for all of them together, then the embedded Redis."""
+        self.stop_workers()
+        deadline = time.monotonic() + timeout_s
         for thread in self.threads:
-            thread.join(timeout=timeout_s)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        busy = [t.name for t in self.threads if t.is_alive()]
+        if busy:
+            # Their chunk in hand is lost; the job resumes at its last recorded chunk once
+            # the worker's heartbeat lapses.
+            log.warning("job workers %s still busy after %.0f s; leaving them", busy, timeout_s)
         if self.redis is not None:
             self.redis.stop()

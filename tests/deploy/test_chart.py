@@ -348,9 +348,19 @@ def test_ingress_without_api_keys_renders_only_when_explicitly_allowed() -> None
     assert one(docs, "Ingress")
     docs = manifests(render({"ingress": {"enabled": True}, "auth": {"existingSecret": "keys"}}))
     ingress = one(docs, "Ingress")
-    # Only the API: health and metrics stay inside the cluster.
-    paths = [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
-    assert paths == ["/v1"]
+    # The API and the web page; health and metrics stay inside the cluster.
+    paths = {p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+    assert paths == {"/v1", "/", "/static", "/openapi.json"}
+    exact = {
+        p["path"]
+        for r in ingress["spec"]["rules"]
+        for p in r["http"]["paths"]
+        if p["pathType"] == "Exact"
+    }
+    assert exact == {"/", "/openapi.json"}  # "/" as Prefix would publish /metrics too
+    # A key of blanks would be no key at all: the values schema refuses it.
+    with pytest.raises(helm.HelmValuesError, match="apiKeys"):
+        render({"ingress": {"enabled": True}, "auth": {"apiKeys": ["  "]}})
 
 
 def test_values_are_documented_in_the_chart_readme() -> None:

@@ -49,6 +49,12 @@ def test_keys_file(tmp_path: Path) -> None:
     assert Settings().keys() == []
     with pytest.raises(InputError, match="MATTING_API_KEYS_FILE"):
         Settings(api_keys_file=tmp_path / "missing").keys()
+    # Auth asked for but no key given: an empty secret must not turn auth off.
+    (tmp_path / "blank").write_text("\n  \n")
+    with pytest.raises(InputError, match="MATTING_API_KEYS_FILE is set but holds no API key"):
+        Settings(api_keys_file=tmp_path / "blank").keys()
+    with pytest.raises(InputError, match="MATTING_API_KEYS is set but holds no API key"):
+        Settings(api_keys=" , ").keys()
 
 
 def test_key_matches() -> None:
