@@ -16,6 +16,7 @@ overwrite).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -514,6 +515,28 @@ class JobQueue:
             return None
         raw = self._r.hgetall(self.keys.job(job_id))
         return Job.from_hash(raw, self.keys.job(job_id)) if raw else None
+
+    def referenced_objects(self) -> set[str]:
+        """Every storage name a job hash still points to (its input, output and background
+        image): what a storage sweep must keep. One SCAN over the job hashes."""
+        names: set[str] = set()
+        with self._guard():
+            keys = [
+                k
+                for k in self._r.scan_iter(match=f"{self.keys.job_prefix}*", count=500)
+                if is_job_id(_s(k).removeprefix(self.keys.job_prefix))
+            ]
+            pipe = self._r.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, "input_location", "output_location", "options")
+            for values in pipe.execute():
+                inp, out, options = (_s(v) if v is not None else "" for v in values)
+                names.update(n for n in (inp, out) if n)
+                with suppress(ValueError, AttributeError):
+                    image = json.loads(options).get("background_image")
+                    if isinstance(image, str) and image:
+                        names.add(image)
+        return names
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: a queued one at once (it is never delivered), a running one at its

@@ -16,6 +16,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -60,6 +61,7 @@ class Storage(Protocol):
     def local_path(self, name: str) -> Path: ...
     def put_file(self, name: str, source: Path) -> None: ...
     def scratch(self) -> contextlib.AbstractContextManager[Path]: ...
+    def older_than(self, age_s: float) -> list[str]: ...
 
 
 class LocalStorage:
@@ -127,6 +129,28 @@ class LocalStorage:
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.local_path(name).unlink()
+
+    def older_than(self, age_s: float) -> list[str]:
+        """Names of the objects last written more than age_s ago. Leftovers of crashed
+        writers (temporary files and scratch directories) that old are removed here."""
+        cutoff = time.time() - age_s
+        names = []
+        for entry in os.scandir(self.root):
+            try:
+                old = entry.stat(follow_symlinks=False).st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if not old:
+                continue
+            if _NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+                names.append(entry.name)
+            elif entry.name.startswith((".part-", ".scratch-")):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+        return names
 
 
 def read_range(storage: Storage, name: str, start: int, end: int | None = None) -> bytes:

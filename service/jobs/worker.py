@@ -32,7 +32,7 @@ from matting.imageio import read_image, resize_cover
 from matting.runtime.base import Backend
 from matting.temporal import TemporalMatter
 from matting.videoio import Background, Kind, concat_segments, open_writer, probe, read_frames
-from service.jobs.errors import JobInterruptedError, QueueUnavailableError
+from service.jobs.errors import JobCancelledError, JobInterruptedError, QueueUnavailableError
 from service.jobs.heartbeat import Heartbeat
 from service.jobs.metrics import WorkerMetrics
 from service.jobs.queue import Claim, JobQueue, new_worker_name
@@ -55,6 +55,7 @@ MEDIA_TYPES: dict[str, str] = {
     "composite": "video/mp4",
 }
 TRIM_INTERVAL_S = 60.0
+SWEEP_INTERVAL_S = 3600.0
 _HEX_COLOR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
@@ -170,6 +171,7 @@ class Worker:
         self._lost: list[Claim] = []  # claims held through an outage longer than that
         self._stop = threading.Event()
         self._trimmed_at = -math.inf
+        self._swept_at = -math.inf
 
     def stop(self) -> None:
         self._stop.set()
@@ -197,6 +199,7 @@ class Worker:
                 if claim is not None:
                     self.process(claim)
                 self._trim_now_and_then()
+                self._sweep_now_and_then()
 
     def _trim_now_and_then(self) -> None:
         # Acked entries are dropped from the stream (the job hashes keep the history).
@@ -209,8 +212,43 @@ class Worker:
         except QueueUnavailableError as exc:
             log.warning("worker %s: trimming the stream failed: %s", self.name, exc)
 
+    def _sweep_now_and_then(self) -> None:
+        # Storage objects no job points to any more (their hashes expired, or a crash left
+        # them) go once they are older than a finished job stays readable.
+        now = time.monotonic()
+        if now - self._swept_at < SWEEP_INTERVAL_S:
+            return
+        self._swept_at = now
+        try:
+            self.sweep_storage(float(self.queue.job_ttl_s))
+        except (QueueUnavailableError, OSError) as exc:
+            log.warning("worker %s: sweeping the storage failed: %s", self.name, exc)
+
+    def sweep_storage(self, age_s: float) -> int:
+        """Delete the objects older than age_s that no job hash refers to; returns how many.
+        The names are listed before the hashes are read, so an object that a job starts to
+        refer to in between is young and never listed."""
+        old = self.storage.older_than(age_s)
+        if not old:
+            return 0
+        keep = self.queue.referenced_objects()
+        gone = [name for name in old if name not in keep]
+        for name in gone:
+            self.storage.delete(name)
+        if gone:
+            log.info("worker %s: swept %d unreferenced storage objects", self.name, len(gone))
+        return len(gone)
+
+    def _drop_inputs(self, job: Job) -> None:
+        """A job that succeeded or was cancelled needs its upload no more."""
+        names = [job.input_location, str(job.options.get("background_image") or "")]
+        for name in filter(None, names):
+            with contextlib.suppress(OSError, InputError):
+                self.storage.delete(name)
+
     def process(self, claim: Claim) -> str:
-        """Run one claimed job to an outcome: succeeded, retry, failed, released, interrupted."""
+        """Run one claimed job to an outcome: succeeded, retry, failed, released, cancelled,
+        interrupted (another worker owns it now) or lost (Redis went away for good)."""
         started = time.monotonic()
         outcome = "interrupted"
         try:
@@ -218,7 +256,11 @@ class Worker:
             if job.chunks_done:
                 log.info("job %s: resuming at chunk %d", job.id, job.chunks_done)
             outcome = self._run(claim, job)
-        except JobInterruptedError as exc:  # cancelled, or another worker owns it now
+        except JobCancelledError as exc:
+            log.info("job %s: %s", claim.job.id, exc)
+            self._drop_inputs(claim.job)
+            outcome = "cancelled"
+        except JobInterruptedError as exc:  # another worker owns it now
             log.info("job %s: %s", claim.job.id, exc)
         except StopRequested:
             self._patiently(self.queue.release, claim)
@@ -297,6 +339,7 @@ class Worker:
         for name in names:
             with contextlib.suppress(OSError):
                 self.storage.delete(name)
+        self._drop_inputs(job)
         return "succeeded"
 
     def _background(self, opts: JobOptions, height: int, width: int) -> Background:

@@ -226,7 +226,12 @@ async def result(job_id: str, jobs: Jobs) -> FileResponse:
     responses={**_NOT_FOUND, **ERROR_RESPONSES},
 )
 async def cancel(job_id: str, jobs: Jobs) -> VideoJob:
-    return VideoJob.of(await asyncio.to_thread(jobs.queue.cancel, job_id))
+    job = await asyncio.to_thread(jobs.queue.cancel, job_id)
+    if job.state == JobState.CANCELLED:  # cancelled here, while queued: no worker will look
+        for name in (job.input_location, str(job.options.get("background_image") or "")):
+            if name:
+                discard(jobs.storage, name)
+    return VideoJob.of(job)
 
 
 @router.get(

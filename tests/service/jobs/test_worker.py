@@ -116,9 +116,10 @@ def test_every_output_reads_back_with_the_models_alpha(
             assert rgb.shape == (H, W, 3)
             continue
         assert err.max() <= 2, f"{kind}: alpha off by {err.max()} levels"
-    # The segments are gone once the output is stored.
+    # The segments and the upload are gone once the output is stored.
     opts = JobOptions.from_dict(done.options)
     assert not any(storage.exists(segment_name(done, c, opts)) for c in range(4))
+    assert not storage.exists(job.input_location) and storage.exists(done.output_location)
 
 
 def test_a_composite_over_an_image_job(
@@ -200,11 +201,58 @@ def test_a_cancelled_running_job_stops_within_one_chunk(
         if chunk == 0:
             queue.cancel(job.id)
 
-    assert run_one(Worker(queue, storage, backend, on_chunk=on_chunk)) == "interrupted"
+    assert run_one(Worker(queue, storage, backend, on_chunk=on_chunk)) == "cancelled"
     assert chunks == [0]
     done = queue.get(job.id)
     assert done is not None and done.state == JobState.CANCELLED and done.output_location is None
     assert queue.stats()["pending"] == 0
+    assert not storage.exists(job.input_location)  # the upload is of no more use
+
+
+class SlowBackend:
+    """A backend that takes its time per frame, so a cancel lands mid-chunk."""
+
+    def __init__(self, backend: TorchBackend, delay_s: float) -> None:
+        self.backend, self.delay_s = backend, delay_s
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+    def infer(self, *args: object, **kwargs: object) -> object:
+        time.sleep(self.delay_s)
+        return self.backend.infer(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_cancel_from_a_client_mid_chunk_stops_the_job_within_that_chunk(
+    queue: JobQueue, tmp_path: Path, clip: Path, backend: TorchBackend
+) -> None:
+    storage = LocalStorage(tmp_path / "objects")
+    job = submit(queue, storage, clip, chunk_frames=2)
+    chunks: list[int] = []
+    at_cancel: list[int] = []
+
+    def client() -> None:  # another process's DELETE, while the worker is inside a chunk
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            j = queue.get(job.id)
+            if j is not None and j.chunks_done >= 1:
+                at_cancel.append(j.chunks_done)
+                queue.cancel(job.id)
+                return
+            time.sleep(0.005)
+
+    worker = Worker(
+        queue, storage, SlowBackend(backend, 0.1), on_chunk=lambda _j, c: chunks.append(c)
+    )  # type: ignore[arg-type]
+    t = threading.Thread(target=client)
+    t.start()
+    assert run_one(worker) == "cancelled"
+    t.join()
+    # The chunk in hand when the cancel came was finished but not recorded; no other began.
+    assert at_cancel and len(chunks) <= at_cancel[0] + 1 < FRAMES // 2
+    done = queue.get(job.id)
+    assert done is not None and done.state == JobState.CANCELLED
+    assert done.chunks_done in (at_cancel[0], at_cancel[0] + 1)
 
 
 def test_a_poisoned_job_ends_in_the_dead_letters_after_n_tries(
@@ -259,3 +307,29 @@ def test_the_run_loop_stops_on_request(
     assert not thread.is_alive()
     assert j is not None and j.state == JobState.SUCCEEDED
     assert queue.stats()["stream_length"] == 0  # the finished entry was trimmed
+
+
+def test_the_storage_sweep_keeps_what_jobs_point_to(
+    queue: JobQueue, tmp_path: Path, clip: Path, backend: TorchBackend
+) -> None:
+    import os
+
+    storage = LocalStorage(tmp_path / "objects")
+    waiting = submit(queue, storage, clip)  # its input is old but still needed
+    png = new_name(".png")
+    composite = submit(queue, storage, clip, output="composite", background_image=png)
+    with storage.writer(png) as f:
+        f.write(b"png")
+    orphan, young = new_name(".mov"), new_name(".mov")
+    for name in (orphan, young):
+        with storage.writer(name) as f:
+            f.write(b"x")
+    (storage.root / ".part-crashed").write_bytes(b"half")
+    week = time.time() - 8 * 24 * 3600
+    for name in (waiting.input_location, composite.input_location, png, orphan, ".part-crashed"):
+        os.utime(storage.root / name, (week, week))
+    worker = Worker(queue, storage, backend)
+    assert worker.sweep_storage(7 * 24 * 3600) == 1
+    assert not storage.exists(orphan) and not (storage.root / ".part-crashed").exists()
+    for name in (waiting.input_location, composite.input_location, png, young):
+        assert storage.exists(name), name
