@@ -55,7 +55,9 @@ class QueueCollector(Collector):
     read from Redis at scrape time. A Redis that is down yields no samples, not an error."""
 
     def __init__(self, queue: JobQueue) -> None:
-        self.queue = queue
+        # A client of its own with short timeouts: a scrape (a worker's liveness probe) must
+        # answer within seconds even when Redis hangs, or the pod is killed mid-chunk.
+        self.queue = queue.with_timeouts(connect_s=1.0, read_s=2.0)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(

@@ -152,6 +152,23 @@ class JobQueue:
         )
         return cls(client, prefix, **kwargs)
 
+    def with_timeouts(self, connect_s: float, read_s: float) -> JobQueue:
+        """The same queue on a new client that gives up after these timeouts, without
+        retries (for metrics scrapes, which must answer fast whatever Redis does)."""
+        kwargs = dict(self._r.connection_pool.connection_kwargs)
+        kwargs.update(socket_connect_timeout=connect_s, socket_timeout=read_s, retry=None)
+        kwargs.pop("retry_on_error", None)
+        pool = redis.ConnectionPool(
+            connection_class=self._r.connection_pool.connection_class, **kwargs
+        )
+        return JobQueue(
+            redis.Redis(connection_pool=pool),
+            self.keys.prefix,
+            heartbeat_ttl_s=self.heartbeat_ttl_s,
+            job_ttl_s=self.job_ttl_s,
+            max_deliveries=self.max_deliveries,
+        )
+
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
