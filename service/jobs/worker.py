@@ -170,8 +170,7 @@ class Worker:
         self.outage_s = outage_s  # how long a job in hand waits for Redis to come back
         self._lost: list[Claim] = []  # claims held through an outage longer than that
         self._stop = threading.Event()
-        self._trimmed_at = -math.inf
-        self._swept_at = -math.inf
+        self._last_run: dict[str, float] = {}  # housekeeping task -> when it last ran
 
     def stop(self) -> None:
         self._stop.set()
@@ -203,26 +202,26 @@ class Worker:
 
     def _trim_now_and_then(self) -> None:
         # Acked entries are dropped from the stream (the job hashes keep the history).
-        now = time.monotonic()
-        if now - self._trimmed_at < TRIM_INTERVAL_S:
-            return
-        self._trimmed_at = now
-        try:
-            self.queue.trim()
-        except QueueUnavailableError as exc:
-            log.warning("worker %s: trimming the stream failed: %s", self.name, exc)
+        self._now_and_then("trimming the stream", TRIM_INTERVAL_S, self.queue.trim)
 
     def _sweep_now_and_then(self) -> None:
         # Storage objects no job points to any more (their hashes expired, or a crash left
         # them) go once they are older than a finished job stays readable.
+        ttl = float(self.queue.job_ttl_s)
+        self._now_and_then(
+            "sweeping the storage", SWEEP_INTERVAL_S, lambda: self.sweep_storage(ttl)
+        )
+
+    def _now_and_then(self, what: str, interval_s: float, task: Callable[[], object]) -> None:
+        """Run a housekeeping task at most once per interval_s; its failure is only logged."""
         now = time.monotonic()
-        if now - self._swept_at < SWEEP_INTERVAL_S:
+        if now - self._last_run.get(what, -math.inf) < interval_s:
             return
-        self._swept_at = now
+        self._last_run[what] = now
         try:
-            self.sweep_storage(float(self.queue.job_ttl_s))
+            task()
         except (QueueUnavailableError, OSError) as exc:
-            log.warning("worker %s: sweeping the storage failed: %s", self.name, exc)
+            log.warning("worker %s: %s failed: %s", self.name, what, exc)
 
     def sweep_storage(self, age_s: float) -> int:
         """Delete the objects older than age_s that no job hash refers to; returns how many.

@@ -139,14 +139,22 @@ def check_all_done_once(
     return jobs
 
 
-def test_a_killed_worker_s_job_resumes_on_the_other_from_its_last_chunk(
+def set_up(
     server: EmbeddedRedis, checkpoint: Path, clip: Path, tmp_path: Path
-) -> None:
+) -> tuple[JobQueue, LocalStorage, np.ndarray, Workers]:
+    """The queue and storage the worker processes share, the uninterrupted run's alpha,
+    and the (not yet started) worker processes."""
     queue = JobQueue.from_url(server.url, heartbeat_ttl_s=TTL_S)
     queue.ensure_group()
     storage = LocalStorage(tmp_path / "jobs" / "objects")
     reference = reference_alpha(checkpoint, clip, tmp_path, server.url)
-    workers = Workers(server.url, tmp_path / "jobs", checkpoint, tmp_path)
+    return queue, storage, reference, Workers(server.url, tmp_path / "jobs", checkpoint, tmp_path)
+
+
+def test_a_killed_worker_s_job_resumes_on_the_other_from_its_last_chunk(
+    server: EmbeddedRedis, checkpoint: Path, clip: Path, tmp_path: Path
+) -> None:
+    queue, storage, reference, workers = set_up(server, checkpoint, clip, tmp_path)
     workers.start("alpha")
     workers.start("beta")
     try:
@@ -185,11 +193,7 @@ def test_a_killed_worker_s_job_resumes_on_the_other_from_its_last_chunk(
 def test_jobs_survive_a_redis_restart_mid_queue(
     server: EmbeddedRedis, checkpoint: Path, clip: Path, tmp_path: Path
 ) -> None:
-    queue = JobQueue.from_url(server.url, heartbeat_ttl_s=TTL_S)
-    queue.ensure_group()
-    storage = LocalStorage(tmp_path / "jobs" / "objects")
-    reference = reference_alpha(checkpoint, clip, tmp_path, server.url)
-    workers = Workers(server.url, tmp_path / "jobs", checkpoint, tmp_path)
+    queue, storage, reference, workers = set_up(server, checkpoint, clip, tmp_path)
     workers.start("gamma")
     try:
         ids = submit_jobs(queue, storage, clip, 4)
@@ -210,11 +214,7 @@ def test_jobs_survive_a_redis_restart_mid_queue(
 def test_sigterm_stops_a_worker_after_its_chunk_and_hands_the_job_back(
     server: EmbeddedRedis, checkpoint: Path, clip: Path, tmp_path: Path
 ) -> None:
-    queue = JobQueue.from_url(server.url, heartbeat_ttl_s=TTL_S)
-    queue.ensure_group()
-    storage = LocalStorage(tmp_path / "jobs" / "objects")
-    reference = reference_alpha(checkpoint, clip, tmp_path, server.url)
-    workers = Workers(server.url, tmp_path / "jobs", checkpoint, tmp_path)
+    queue, storage, reference, workers = set_up(server, checkpoint, clip, tmp_path)
     workers.start("delta")
     try:
         (job_id,) = submit_jobs(queue, storage, clip, 1)
