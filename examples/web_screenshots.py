@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def pan_clip(photo: Path, path: Path, frames: int = 36, size: tuple[int, int] = (360, 480)) -> None:
+def pan_clip(photo: Path, path: Path, frames: int = 36, size: tuple[int, int] = (400, 320)) -> None:
     """An H.264 clip that pans slowly across the photo: real content, a moving camera."""
     rgb = np.asarray(Image.open(photo).convert("RGB"))
     h, w = size
@@ -47,7 +47,8 @@ def pan_clip(photo: Path, path: Path, frames: int = 36, size: tuple[int, int] = 
         stream = out.add_stream("libx264", rate=Fraction(12))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for t in range(frames):
-            frame = np.ascontiguousarray(big[:h, 2 * t : 2 * t + w])
+            top = (big.shape[0] - h) // 2
+            frame = np.ascontiguousarray(big[top : top + h, 2 * t : 2 * t + w])
             for p in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 out.mux(p)
         for p in stream.encode(None):
@@ -136,7 +137,8 @@ def main() -> None:
                 page.evaluate(
                     """async () => { const v = document.getElementById('video-player');
                       await new Promise((ok) => v.readyState >= 2 ? ok() : v.onloadeddata = ok);
-                      v.currentTime = 1.5; await new Promise((ok) => v.onseeked = ok); }"""
+                      v.currentTime = 1.5; await new Promise((ok) => v.onseeked = ok);
+                      await new Promise((ok) => setTimeout(ok, 500)); }"""
                 )
                 shoot(page, args.out / "video-desktop.png", DESKTOP)
                 shoot(page, args.out / "video-phone.png", PHONE)
