@@ -41,8 +41,12 @@ end
 SUBMIT = f"""
 if #KEYS == 3 then
   local existing = redis.call('GET', KEYS[3])
-  -- The hash outlives the key unless someone deleted it by hand: then submit afresh.
-  if existing and redis.call('EXISTS', ARGV[4] .. existing) == 1 then return {{existing, 0}} end
+  -- The hash outlives the key unless someone deleted it by hand: then submit afresh. A job
+  -- that failed or was cancelled is no answer to give again: the repeat runs anew.
+  if existing then
+    local state = redis.call('HGET', ARGV[4] .. existing, 'state')
+    if state and state ~= 'failed' and state ~= 'cancelled' then return {{existing, 0}} end
+  end
 end
 if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3]) then return {{'', -1}} end
 local entry = redis.call('XADD', KEYS[2], '*', '{C.STREAM_FIELD_JOB}', ARGV[1])

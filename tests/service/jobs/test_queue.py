@@ -98,6 +98,23 @@ def test_idempotent_submit_same_key(client: redis.Redis, queue: JobQueue) -> Non
     assert client.xlen(queue.keys.stream) == 4
 
 
+def test_a_repeat_of_a_failed_or_cancelled_job_runs_anew(queue: JobQueue) -> None:
+    first = queue.submit("uploads/a.mp4", idempotency_key="k")
+    assert queue.cancel(first.id).state is JobState.CANCELLED
+    second = queue.submit("uploads/b.mp4", idempotency_key="k")
+    assert second.id != first.id and second.state is JobState.QUEUED
+    claim = _claim(queue, "w1")
+    queue.start(claim)
+    queue.fail(claim, "broken", retryable=False)
+    third = queue.submit("uploads/c.mp4", idempotency_key="k")
+    assert third.id not in (first.id, second.id)
+    claim = _claim(queue, "w1")
+    queue.start(claim)
+    queue.succeed(claim, "results/c.webm")
+    # A success is the answer: repeats get it back.
+    assert queue.submit("uploads/d.mp4", idempotency_key="k").id == third.id
+
+
 def test_idempotent_submit_concurrent(client: redis.Redis, queue: JobQueue) -> None:
     barrier = threading.Barrier(8)
 
