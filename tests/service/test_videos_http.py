@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from matting.checkpoint import save_checkpoint
@@ -33,6 +34,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def live(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     tmp = tmp_path_factory.mktemp("videos-http")
     checkpoint = tmp / "tiny.safetensors"
+    torch.manual_seed(0)  # the same random model whichever tests ran before
     save_checkpoint(checkpoint, build_model(TINY).eval())
     # Images on the ONNX export; the in-process worker runs the checkpoint on torch.
     settings = tiny_settings(
@@ -136,7 +138,7 @@ def test_composite_over_an_uploaded_image(live: LiveServer, clip: bytes) -> None
         files["background"] = ("x.png", b"not an image", "image/png")
         bad = c.post("/v1/videos", params={"output": "composite"}, files=files)
         assert bad.status_code in (400, 415), bad.text
-        assert set(objects.iterdir()) == before  # nothing of the refused uploads is kept
+        assert set(objects.iterdir()) <= before  # nothing of the refused uploads is kept
 
 
 def test_cancel_and_unknown_jobs(live: LiveServer, clip: bytes) -> None:
@@ -180,7 +182,7 @@ def test_bad_uploads_get_clear_errors_and_leave_nothing(
         r = c.post("/v1/videos", content=body, headers={"Content-Type": ctype})
     assert r.status_code == status, r.text
     assert words in r.json()["error"]["message"]
-    assert set(objects.iterdir()) == before
+    assert set(objects.iterdir()) <= before  # no new object (a job may still drop its own)
 
 
 def test_truncated_upload_is_refused(live: LiveServer, clip: bytes) -> None:

@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 import redis
+import torch
 
 from matting.checkpoint import save_checkpoint
 from matting.errors import InputError
@@ -59,6 +60,7 @@ def make_clip(path: Path, frames: int = FRAMES, audio: bool = True) -> None:
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> TorchBackend:
     path = tmp_path_factory.mktemp("worker-model") / "tiny.safetensors"
+    torch.manual_seed(0)  # the same random model whichever tests ran before
     save_checkpoint(path, build_model(TINY).eval())
     return TorchBackend(path, device="cpu", precision="fp32")
 
@@ -151,9 +153,13 @@ def test_a_composite_over_an_image_job(
         out = backend.infer(frame[None])
         a = out.alpha[0][..., None].astype(np.float64)
         fg = out.foreground[0].astype(np.float64) * 255
-        want = fg * a + bg * (1 - a)
+        want = np.clip(np.rint(fg * a + bg * (1 - a)), 0, 255).astype(np.uint8)
+        # 4:2:0 itself smears chroma wherever the colour changes fast (the random model's
+        # foreground does, everywhere): compare with F*a+B*(1-a) through that conversion,
+        # so what is left is H.264's own loss at crf 16.
+        ideal = av.VideoFrame.from_ndarray(want, format="rgb24").reformat(format="yuv420p")
         got = rgb.astype(np.float64)
-        assert np.abs(got - want).mean() < 3  # H.264 at crf 16, 4:2:0
+        assert np.abs(got - ideal.to_ndarray(format="rgb24")).mean() < 3
         assert np.abs(got - (fg * a + green * (1 - a))).mean() > 20  # not the colour
 
 
