@@ -71,6 +71,9 @@ class TrainConfig(_Strict):
     model: dict[str, Any] = Field(default_factory=dict)
     # Start from these weights (ignored when resuming a run in progress).
     init: Path | None = None
+    # Without init: "imagenet" starts the backbone from ImageNet weights that a
+    # package ships (training.pretrained; efficientnet_lite0 only), else from scratch.
+    backbone_weights: Literal["imagenet"] | None = None
     trainer: Literal["supervised", "mlb"] = "supervised"
     mlb: MLBConfig | None = None
     data: list[DataSource] = Field(min_length=1)
@@ -84,6 +87,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(8, ge=1, le=1024)
     steps: int = Field(1000, ge=1)
     lr: float = Field(1e-3, gt=0.0)
+    # The backbone's learning rate is lr times this: below 1, pretrained features
+    # are adapted gently while the new layers learn at the full rate.
+    backbone_lr_scale: float = Field(1.0, gt=0.0, le=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_steps: int = Field(100, ge=0)
     refine_fraction: float = Field(0.05, gt=0.0, le=1.0)
@@ -103,6 +109,8 @@ class TrainConfig(_Strict):
     def _check(self) -> TrainConfig:
         if self.trainer == "mlb" and self.mlb is None:
             raise ValueError("trainer 'mlb' needs an [mlb] table with the teacher checkpoint")
+        if self.backbone_weights is not None and self.init is not None:
+            raise ValueError("backbone_weights starts a fresh model; it cannot go with init")
         if self.scale_min > self.scale_max:
             raise ValueError("scale_min must not exceed scale_max")
         return self

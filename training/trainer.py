@@ -55,7 +55,9 @@ class Run:
         torch.manual_seed(cfg.seed)
         self.model = self._initial_model().to(self.device)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            param_groups(self.model, cfg.backbone_lr_scale),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
         )
         self.teacher: MattingNet | None = None
         self.matte_mixture: Mixture | None = None
@@ -71,7 +73,12 @@ class Run:
     def _initial_model(self) -> MattingNet:
         config = self.cfg.model_config_()
         if self.cfg.init is None:
-            return build_model(config)
+            model = build_model(config)
+            if self.cfg.backbone_weights == "imagenet":
+                from training.pretrained import load_imagenet_backbone
+
+                load_imagenet_backbone(model)
+            return model
         model, _ = load_checkpoint(self.cfg.init)
         if _architecture(model.config) != _architecture(config):
             raise CheckpointError(
@@ -160,8 +167,9 @@ class Run:
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
+        factor = lr_factor(self.step, cfg.warmup_steps, cfg.steps)
         for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(self.step, cfg.warmup_steps, cfg.steps)
+            group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * factor
         gen = self._generator()
         batch = self.mixture.batch(self.step)
         self.model.train()
@@ -217,7 +225,7 @@ class Run:
                 rate = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
                 row = {
                     "step": self.step,
-                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "lr": self.optimizer.param_groups[-1]["lr"],
                     **row,
                     "samples_per_s": rate,
                 }
@@ -243,6 +251,20 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = True) -> Path:
             run.save()
         return cfg.output / MODEL_FILE
     return run.train()
+
+
+def param_groups(model: MattingNet, backbone_lr_scale: float) -> list[dict[str, Any]]:
+    """Optimizer groups: the backbone at lr x backbone_lr_scale, the rest at lr (one
+    group when the scale is 1, so optimizer states of earlier runs still load)."""
+    if backbone_lr_scale == 1.0:
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    backbone = list(model.coarse.backbone.parameters())
+    ids = {id(p) for p in backbone}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [
+        {"params": backbone, "lr_scale": backbone_lr_scale},
+        {"params": rest, "lr_scale": 1.0},
+    ]
 
 
 def _architecture(config: ModelConfig) -> dict[str, Any]:

@@ -19,8 +19,8 @@ def checkpoint() -> None:
     "preset_name",
     default="realtime",
     show_default=True,
-    help="Model variant: realtime (MobileNetV2), quality (ResNet-50), resnet18, "
-    "resnet34, realtime-bgm, quality-bgm.",
+    help="Model variant: realtime (MobileNetV2), lite0 (EfficientNet-Lite0, the shipped "
+    "model's backbone), quality (ResNet-50), resnet18, resnet34, realtime-bgm, quality-bgm.",
 )
 @click.option(
     "-o",

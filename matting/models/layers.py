@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 
 
@@ -51,9 +54,33 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+class _ClampTowardRange(torch.autograd.Function):
+    """Clamp to [0, 1]; backward passes the gradient inside the range, and outside
+    it only where a descent step (x - lr * g) moves x back toward the range."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return x.clamp(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * inward_gradient_mask(x, grad)
+
+
+def inward_gradient_mask(x: Tensor, grad: Tensor) -> Tensor:
+    """1 where the gradient may flow into x: x in [0, 1], or x > 1 with grad > 0,
+    or x < 0 with grad < 0 (both pull x back under descent); 0 elsewhere."""
+    keep = ((x >= 0.0) & (x <= 1.0)) | ((x > 1.0) & (grad > 0.0)) | ((x < 0.0) & (grad < 0.0))
+    return keep.to(grad.dtype)
+
+
 def clamp01(x: Tensor, straight_through: bool) -> Tensor:
-    """Clamp to [0, 1]. In training the gradient passes through unchanged: a plain
-    clamp has zero gradient outside the range, so a pixel that overshoots (say a
-    person predicted at -0.3) would never be pulled back by the loss."""
-    y = x.clamp(0.0, 1.0)
-    return x + (y - x).detach() if straight_through else y
+    """Clamp to [0, 1]. In training a plain clamp's zero gradient outside the range
+    would leave an overshooting pixel (a person predicted at -0.3) stuck there, so
+    the gradient passes through, but only toward the range: a loss that asks for
+    more than 1 where the clamp already gives 1 must not push the raw value on
+    (left unchecked, the coarse alpha grew to +-33000 and every export precision
+    then rounded its edges differently)."""
+    return _ClampTowardRange.apply(x) if straight_through else x.clamp(0.0, 1.0)

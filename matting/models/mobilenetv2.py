@@ -27,14 +27,18 @@ _TAPS = (0, 1, 2, 4, 6)
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, expand: int, dilation: int) -> None:
+    def __init__(
+        self, cin: int, cout: int, stride: int, expand: int, dilation: int, kernel: int = 3
+    ) -> None:
         super().__init__()
         hidden = cin * expand
         self.use_residual = stride == 1 and cin == cout
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(conv_bn_act(cin, hidden, 1, act=nn.ReLU6))
-        layers.append(conv_bn_act(hidden, hidden, 3, stride, dilation, groups=hidden, act=nn.ReLU6))
+        layers.append(conv_bn_act(
+                hidden, hidden, kernel, stride, dilation, groups=hidden, act=nn.ReLU6
+            ))
         layers.append(conv_bn_act(hidden, cout, 1, act=None))
         self.block = nn.Sequential(*layers)
 

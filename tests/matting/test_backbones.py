@@ -10,7 +10,7 @@ import torch
 from matting.config import PRESETS
 from matting.models import build_backbone, build_model
 
-BACKBONES = ["mobilenetv2", "resnet18", "resnet34", "resnet50"]
+BACKBONES = ["mobilenetv2", "efficientnet_lite0", "resnet18", "resnet34", "resnet50"]
 # Square, wide, and sizes that are not multiples of 32 (or even of 2).
 SIZES = [(64, 64), (96, 160), (100, 75), (33, 47)]
 

@@ -150,8 +150,22 @@ def test_clamp01_passes_gradient_only_in_training() -> None:
     x = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
     y = clamp01(x, straight_through=True)
     assert y.tolist() == [0.0, 0.5, 1.0]
-    y.sum().backward()
-    assert x.grad is not None and x.grad.tolist() == [1.0, 1.0, 1.0]
+    # A loss that pulls every value toward 0.5 reaches the values outside the range.
+    ((y - 0.5) * torch.tensor([-1.0, 1.0, 1.0])).sum().backward()
+    assert x.grad is not None and x.grad.tolist() == [-1.0, 1.0, 1.0]
     x.grad = None
     clamp01(x, straight_through=False).sum().backward()
     assert x.grad.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_clamp01_never_pushes_a_value_further_out_of_range() -> None:
+    from matting.models.layers import clamp01
+
+    x = torch.tensor([-0.5, 0.0, 0.5, 1.0, 1.5], requires_grad=True)
+    # Descent on -sum(y) asks every value to grow: 1.5 must not grow on (the drift
+    # that made raw coarse alpha reach 33000), -0.5 may (it moves toward 0).
+    (-clamp01(x, straight_through=True)).sum().backward()
+    assert x.grad is not None and x.grad.tolist() == [-1.0, -1.0, -1.0, -1.0, 0.0]
+    x.grad = None
+    clamp01(x, straight_through=True).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0]
