@@ -1,7 +1,9 @@
 """Soften the coarse alpha of a trained model: alpha = clamp(0.5 + c (raw - 0.5)).
 
-Trained with a clamp, the coarse head may learn raw alpha values in the
-thousands (the shipped model reached +-5800): the alpha is then a near-step
+Trained behind a plain straight-through clamp, the coarse head could learn raw
+alpha values in the thousands (earlier shipped models reached +-5800 and
++-33000; the clamp now passes gradients only toward [0, 1], so new runs stay
+within a few units and need no calibration): the alpha is then a near-step
 function of the features, so float rounding, which differs between PyTorch,
 ONNX Runtime and TensorRT and more so in float16, flips whole edge pixels.
 Scaling the alpha channel of the last decoder conv by c < 1 about 0.5 keeps
