@@ -36,9 +36,9 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(conv_bn_act(cin, hidden, 1, act=nn.ReLU6))
-        layers.append(conv_bn_act(
-                hidden, hidden, kernel, stride, dilation, groups=hidden, act=nn.ReLU6
-            ))
+        layers.append(
+            conv_bn_act(hidden, hidden, kernel, stride, dilation, groups=hidden, act=nn.ReLU6)
+        )
         layers.append(conv_bn_act(hidden, cout, 1, act=None))
         self.block = nn.Sequential(*layers)
 
