@@ -44,6 +44,10 @@ class ModelConfig(BaseModel):
     # The coarse stage runs on the image shrunk by a power of two so that its long
     # side is at most this (HD -> 1/4, 4K -> 1/8 for 512).
     coarse_long_side: int = Field(512, ge=32, le=8192)
+    # Test-time augmentation: the coarse stage also sees the mirrored image and the
+    # two outputs are averaged (one more coarse pass, about 10% of an HD frame).
+    # Serving only; training leaves it off, as flips are already an augmentation.
+    flip_average: bool = False
     # Defaults for the run-time refinement; callers may override them.
     refine_mode: RefineMode = "topk"
     # Fraction of the 4x4 full-resolution patches refined in top-k mode; seed 002

@@ -118,7 +118,14 @@ def matting_losses(
 def forward(
     model: MattingNet, image: Tensor, refine_fraction: float, coarse_long_side: int | None
 ) -> MattingOutput:
-    return model(image, refine_fraction=refine_fraction, coarse_long_side=coarse_long_side)
+    # Mirror averaging is a serving choice: training (teacher labels included)
+    # gives the same weights whether a config turns it on or not.
+    return model(
+        image,
+        refine_fraction=refine_fraction,
+        coarse_long_side=coarse_long_side,
+        flip_average=False,
+    )
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from matting.config import ModelConfig, RefineMode
-from matting.models.coarse import CoarseNet
+from matting.models.coarse import CoarseNet, CoarseOutput
 from matting.models.layers import clamp01
 from matting.models.refiner import PATCH, PatchRefiner, exporting
 from matting.ops.padding import box_downsample, coarse_scale, pad_to_multiple
@@ -43,6 +43,14 @@ class MattingOutput(NamedTuple):
 
 def _upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def flip_averaged(coarse: CoarseNet, x: Tensor) -> CoarseOutput:
+    """Run the coarse stage on x and on its mirror image in one batch, and average
+    each output with the mirrored-back output of the mirror (logits included)."""
+    b = x.shape[0]
+    both = coarse(torch.cat([x, x.flip(-1)]))
+    return CoarseOutput(*(None if t is None else 0.5 * (t[:b] + t[b:].flip(-1)) for t in both))
 
 
 def patch_budget(fraction: float, grid_cells: int) -> int:
@@ -101,12 +109,14 @@ class MattingNet(nn.Module):
         refine_fraction: float | None = None,
         num_patches: int | Tensor | None = None,
         coarse_long_side: int | None = None,
+        flip_average: bool | None = None,
         patches: Tensor | None = None,
         active: Tensor | None = None,
     ) -> MattingOutput:
         """image, background: (B, 3, H, W) in [0, 1], any H and W.
 
-        refine_mode, refine_fraction and coarse_long_side default to the config;
+        refine_mode, refine_fraction, coarse_long_side and flip_average default
+        to the config (flip_average only outside training mode);
         num_patches, when given, is the top-k budget per image and overrides the
         fraction (a 0-dim int64 tensor while exporting, so k stays a graph
         input). Training passes a small coarse_long_side so that crops see the
@@ -129,7 +139,9 @@ class MattingNet(nn.Module):
         align = torch.clamp(f, min=PATCH) if isinstance(f, Tensor) else max(PATCH, f)
         x = pad_to_multiple(x, align)
         small = box_downsample(x, f)
-        coarse = self.coarse(small)
+        if flip_average is None:
+            flip_average = cfg.flip_average and not self.training
+        coarse = flip_averaged(self.coarse, small) if flip_average else self.coarse(small)
         feats = torch.cat([coarse.hidden, coarse.alpha, coarse.foreground_residual], dim=1)
 
         mode = refine_mode or cfg.refine_mode

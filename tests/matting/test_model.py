@@ -144,6 +144,51 @@ def test_coarse_long_side_override_changes_coarse_size() -> None:
     assert model(x, refine_mode="none", coarse_long_side=32).coarse_alpha.shape[-1] == 32
 
 
+def test_flip_average_averages_the_coarse_stage_with_its_mirror() -> None:
+    from matting.ops.padding import box_downsample, pad_to_multiple
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        semantic_head=True, aspp_channels=16, decoder_channels=(16, 16, 8), coarse_long_side=32
+    )
+    flipped = build_model(cfg.model_copy(update={"flip_average": True})).eval()
+    plain = build_model(cfg).eval()
+    plain.load_state_dict(flipped.state_dict())
+    x = torch.rand(2, 3, 48, 64)
+    out = flipped(x, refine_mode="none")
+    # By hand: the same padded, shrunk input the network builds (f = 2, align 4).
+    small = box_downsample(pad_to_multiple(x, 4), 2)
+    a, b = plain.coarse(small), plain.coarse(small.flip(-1))
+    expected = 0.5 * (a.alpha + b.alpha.flip(-1))
+    assert torch.allclose(out.coarse_alpha, expected[:, :, :24, :32], atol=1e-6)
+    assert out.coarse_semantic is not None and b.semantic is not None
+    logits = 0.5 * (a.semantic + b.semantic.flip(-1))  # type: ignore[operator]
+    assert torch.allclose(out.coarse_semantic, logits[:, :, :24, :32], atol=1e-5)
+    # Not an identity: the mirror pass changes the result of an asymmetric network.
+    assert not torch.allclose(out.coarse_alpha, plain(x, refine_mode="none").coarse_alpha)
+    # A call may turn it off; training mode leaves it off (flips are augmentation there).
+    off = flipped(x, refine_mode="none", flip_average=False)
+    assert torch.equal(off.coarse_alpha, plain(x, refine_mode="none").coarse_alpha)
+    flipped.train(), plain.train()
+    torch.manual_seed(1)
+    t1 = flipped(x, refine_mode="none").coarse_alpha
+    torch.manual_seed(1)
+    t2 = plain(x, refine_mode="none").coarse_alpha
+    assert torch.equal(t1, t2)
+
+
+def test_flip_average_of_a_mirrored_image_is_the_mirrored_result() -> None:
+    """With mirror averaging, mirroring the input mirrors the coarse output (up to
+    the stride phase of the padding, so use a width that needs none)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(aspp_channels=16, decoder_channels=(16, 16, 8), flip_average=True)
+    model = build_model(cfg).eval()
+    x = torch.rand(1, 3, 64, 64)
+    a = model(x, refine_mode="none").coarse_alpha
+    b = model(x.flip(-1), refine_mode="none").coarse_alpha
+    assert torch.allclose(a, b.flip(-1), atol=1e-5)
+
+
 def test_clamp01_passes_gradient_only_in_training() -> None:
     from matting.models.layers import clamp01
 
