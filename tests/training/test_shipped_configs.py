@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from matting.checkpoint import read_checkpoint_info
+from matting.inference import DEFAULT_CHECKPOINT
 from training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,3 +29,10 @@ def test_held_out_split_is_never_trained_on(path: Path) -> None:
         if src.backgrounds is not None and src.backgrounds.name == "human-seg":
             assert src.backgrounds_exclude is not None, src
             assert src.backgrounds_exclude.resolve() == HELD_OUT, src
+
+
+def test_shipped_model_has_the_student_config() -> None:
+    """The shipped checkpoint is the student stage's output: retraining with the
+    shipped configs gives a model served the same way (resolution, mirror averaging)."""
+    student = load_config(ROOT / "configs" / "default" / "student.toml")
+    assert read_checkpoint_info(DEFAULT_CHECKPOINT).config == student.model_config_()
