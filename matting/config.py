@@ -48,6 +48,12 @@ class ModelConfig(BaseModel):
     # two outputs are averaged (one more coarse pass, about 10% of an HD frame).
     # Serving only; training leaves it off, as flips are already an augmentation.
     flip_average: bool = False
+    # Test-time augmentation across scales, serving only as well: the coarse stage
+    # runs with its long side at each of these multiples of coarse_long_side and the
+    # outputs are averaged on the finest grid before the refiner. Sides that snap to
+    # the same power-of-two factor share one pass, counted once per side; a pass
+    # at half of coarse_long_side or less is skipped unless it is the finest.
+    coarse_scales: tuple[float, ...] = Field((1.0,), min_length=1, max_length=4)
     # Defaults for the run-time refinement; callers may override them.
     refine_mode: RefineMode = "topk"
     # Fraction of the 4x4 full-resolution patches refined in top-k mode; seed 002
@@ -67,7 +73,20 @@ class ModelConfig(BaseModel):
             )
         if self.band_low >= self.band_high:
             raise ValueError("band_low must be below band_high")
+        for m in self.coarse_scales:
+            if not 0.0 < m <= 4.0 or round(self.coarse_long_side * m) < 32:
+                raise ValueError(
+                    f"coarse_scales: {m} must be in (0, 4] and keep the coarse long side "
+                    f"at 32 or more (coarse_long_side {self.coarse_long_side})"
+                )
         return self
+
+    def coarse_sides(self, long_side: int | None = None) -> tuple[int, ...]:
+        """Long sides of the coarse passes in ascending order, for coarse_long_side
+        or a caller's override of it; the first needs the largest factor, which
+        therefore sets the padding."""
+        base = long_side or self.coarse_long_side
+        return tuple(sorted(max(1, round(base * m)) for m in self.coarse_scales))
 
     @property
     def coarse_channels(self) -> int:

@@ -52,7 +52,8 @@ def dilate_cells(cells: np.ndarray, radius: int) -> np.ndarray:
 def influence_radius(height: int, width: int, coarse_long_side: int) -> int:
     """Cells around a changed cell whose output can change with it: the coarse alpha is
     upsampled bilinearly from pixels f apart, so a change reaches about f pixels (f/4 cells)
-    away; the refiner's windows read 4 pixels of context, within one cell."""
+    away; the refiner's windows read 4 pixels of context, within one cell. With several
+    coarse scales, pass the smallest side: its factor reaches furthest."""
     f = int(coarse_scale(height, width, coarse_long_side))
     return max(1, -(-f // PATCH))
 
@@ -131,7 +132,7 @@ class TemporalMatter:
         # Recompute the neighbours a change reaches through the upsampled coarse alpha too,
         # or a stale halo would trail a moving edge.
         model = self.backend.info.model
-        changed = dilate_cells(changed, influence_radius(h, w, model.coarse_long_side))
+        changed = dilate_cells(changed, influence_radius(h, w, model.coarse_sides()[0]))
         n_changed = int(changed.sum())
         active = None
         if self.backend.supports_active:

@@ -2,7 +2,8 @@
 
 1. Pad the full-resolution image (edge replication) to a multiple of the patch
    size and of the coarse scale f, a power of two (HD -> 4, 4K -> 8).
-2. Average-pool by f and run the coarse stage there.
+2. Average-pool by f and run the coarse stage there; when serving, optionally
+   on the mirror image too and at several scales, averaged on the finest grid.
 3. Upsample coarse alpha and foreground residual bilinearly to full resolution,
    select patches (top-k error, transition band, all, or none), refine them and
    scatter them back; or refine densely ("full").
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -51,6 +53,54 @@ def flip_averaged(coarse: CoarseNet, x: Tensor) -> CoarseOutput:
     b = x.shape[0]
     both = coarse(torch.cat([x, x.flip(-1)]))
     return CoarseOutput(*(None if t is None else 0.5 * (t[:b] + t[b:].flip(-1)) for t in both))
+
+
+Weight = int | Tensor
+
+
+def fuse_levels(levels: Sequence[tuple[CoarseOutput, Weight]]) -> CoarseOutput:
+    """Weighted mean of coarse outputs at several scales, each resampled bilinearly
+    to the grid of the last (finest) one; logits are averaged like the rest."""
+    if len(levels) == 1:
+        return levels[0][0]
+    target = levels[-1][0].alpha.shape[-2:]
+    total = sum(w for _, w in levels)
+    trace = exporting()  # traced sizes are symbolic: resample every level
+
+    def mean(i: int) -> Tensor | None:
+        parts = [out[i] for out, _ in levels]
+        if parts[0] is None:
+            return None
+        acc = torch.zeros_like(parts[-1])
+        for t, (_, w) in zip(parts, levels, strict=True):
+            if trace or t.shape[-2:] != target:
+                t = _upsample(t, target)
+            acc = acc + t * (w / total)
+        return acc
+
+    return CoarseOutput(*(mean(i) for i in range(len(CoarseOutput._fields))))
+
+
+def coarse_levels(
+    factors: Sequence[int | Tensor], long_side: int | Tensor, floor: int
+) -> list[tuple[int | Tensor, Weight]]:
+    """(factor, weight) of the coarse passes, coarsest first, finest last.
+
+    factors: of each coarse side, in ascending order of side. A pass whose long
+    side (long_side / factor) would be `floor` or less is dropped unless it is the
+    finest: the single-scale path never shrinks below half its side, and lower
+    passes lost whole figures. Equal factors merge into one pass weighted by their
+    count. Traced factors are symbolic, so every pass runs there with a 0/1 weight.
+    """
+    last = factors[-1]
+    if any(isinstance(f, Tensor) for f in (*factors, long_side)):
+        keep = [(torch.as_tensor(long_side) > f * floor) | (f == last) for f in factors]
+        return [(f, k.to(torch.float32)) for f, k in zip(factors, keep, strict=True)]
+    counts: dict[int, int] = {}
+    for f in factors:
+        if long_side > int(f) * floor or f == last:
+            counts[int(f)] = counts.get(int(f), 0) + 1
+    return sorted(counts.items(), reverse=True)
 
 
 def patch_budget(fraction: float, grid_cells: int) -> int:
@@ -110,13 +160,15 @@ class MattingNet(nn.Module):
         num_patches: int | Tensor | None = None,
         coarse_long_side: int | None = None,
         flip_average: bool | None = None,
+        coarse_scales: Sequence[float] | None = None,
         patches: Tensor | None = None,
         active: Tensor | None = None,
     ) -> MattingOutput:
         """image, background: (B, 3, H, W) in [0, 1], any H and W.
 
-        refine_mode, refine_fraction, coarse_long_side and flip_average default
-        to the config (flip_average only outside training mode);
+        refine_mode, refine_fraction, coarse_long_side, flip_average and
+        coarse_scales default to the config (the last two only outside
+        training mode, which runs one unmirrored pass);
         num_patches, when given, is the top-k budget per image and overrides the
         fraction (a 0-dim int64 tensor while exporting, so k stays a graph
         input). Training passes a small coarse_long_side so that crops see the
@@ -134,14 +186,29 @@ class MattingNet(nn.Module):
         cfg = self.config
         self._check_inputs(image, background)
         h, w = image.shape[-2:]
-        f = coarse_scale(h, w, coarse_long_side or cfg.coarse_long_side)
-        x = image if background is None else torch.cat([image, background], dim=1)
-        align = torch.clamp(f, min=PATCH) if isinstance(f, Tensor) else max(PATCH, f)
-        x = pad_to_multiple(x, align)
-        small = box_downsample(x, f)
         if flip_average is None:
             flip_average = cfg.flip_average and not self.training
-        coarse = flip_averaged(self.coarse, small) if flip_average else self.coarse(small)
+        if coarse_scales is None:
+            coarse_scales = (1.0,) if self.training else cfg.coarse_scales
+        base = coarse_long_side or cfg.coarse_long_side
+        sides = sorted(max(1, round(base * m)) for m in coarse_scales)
+        factors = [coarse_scale(h, w, s) for s in sides]
+        # Pad for the largest factor even where its pass is dropped, as a traced
+        # graph (which cannot drop it) does.
+        f0 = factors[0]
+        levels = coarse_levels(
+            factors, torch.maximum(h, w) if isinstance(h, Tensor) else max(h, w), base // 2
+        )
+        x = image if background is None else torch.cat([image, background], dim=1)
+        align = torch.clamp(f0, min=PATCH) if isinstance(f0, Tensor) else max(PATCH, f0)
+        x = pad_to_multiple(x, align)
+        outs = []
+        for f, weight in levels:
+            small = box_downsample(x, f)
+            out = flip_averaged(self.coarse, small) if flip_average else self.coarse(small)
+            outs.append((out, weight))
+        f = levels[-1][0]  # small and f now belong to the finest level
+        coarse = fuse_levels(outs)
         feats = torch.cat([coarse.hidden, coarse.alpha, coarse.foreground_residual], dim=1)
 
         mode = refine_mode or cfg.refine_mode

@@ -52,7 +52,7 @@ class BatchResult:
 
 def patch_grid(height: int, width: int, config: ModelConfig) -> tuple[int, int]:
     """Rows and columns of the 4x4 patch grid of the padded image the model refines."""
-    align = max(PATCH, coarse_scale(height, width, config.coarse_long_side))
+    align = max(PATCH, coarse_scale(height, width, config.coarse_sides()[0]))
     return padded_size(height, align) // PATCH, padded_size(width, align) // PATCH
 
 

@@ -91,7 +91,7 @@ def torch_dtype(trt_dtype_name: str) -> torch.dtype:
 def patch_grid_cells(height: int, width: int, config: ModelConfig) -> int:
     """Cells of the 4x4 patch grid of the padded image: the most patches top-k can
     pick per image (the graph clamps num_patches to it)."""
-    align = max(PATCH, coarse_scale(height, width, config.coarse_long_side))
+    align = max(PATCH, coarse_scale(height, width, config.coarse_sides()[0]))
     return (padded_size(height, align) // PATCH) * (padded_size(width, align) // PATCH)
 
 

@@ -189,6 +189,93 @@ def test_flip_average_of_a_mirrored_image_is_the_mirrored_result() -> None:
     assert torch.allclose(a, b.flip(-1), atol=1e-5)
 
 
+def test_coarse_scales_average_the_levels_on_the_finest_grid() -> None:
+    import torch.nn.functional as F
+
+    from matting.ops.padding import box_downsample, pad_to_multiple
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        semantic_head=True, aspp_channels=16, decoder_channels=(16, 16, 8), coarse_long_side=32
+    )
+    multi = build_model(cfg.model_copy(update={"coarse_scales": (1.0, 2.0, 1.5)})).eval()
+    plain = build_model(cfg).eval()
+    plain.load_state_dict(multi.state_dict())
+    x = torch.rand(2, 3, 80, 100)
+    out = multi(x, refine_mode="none")
+    # By hand: sides 32, 48, 64 give factors 4, 4, 2; padding suits the largest
+    # (4), the factor-4 pass counts twice, and the mean lives on the factor-2 grid.
+    padded = pad_to_multiple(x, 4)
+    a, b = plain.coarse(box_downsample(padded, 4)), plain.coarse(box_downsample(padded, 2))
+    up = F.interpolate(a.alpha, size=b.alpha.shape[-2:], mode="bilinear", align_corners=False)
+    expected = (2 * up + b.alpha) / 3
+    assert out.coarse_alpha.shape[-2:] == (40, 50)
+    assert torch.allclose(out.coarse_alpha, expected, atol=1e-6)
+    assert out.coarse_semantic is not None and a.semantic is not None
+    logits = (2 * F.interpolate(a.semantic, size=(40, 50), mode="bilinear") + b.semantic) / 3
+    assert torch.allclose(out.coarse_semantic, logits, atol=1e-5)
+    assert not torch.allclose(out.alpha, plain(x, refine_mode="none").alpha)
+    # A call may pass one scale; training mode runs one pass whatever the config says.
+    one = multi(x, refine_mode="none", coarse_scales=(1.0,))
+    assert torch.equal(one.coarse_alpha, plain(x, refine_mode="none").coarse_alpha)
+    multi.train(), plain.train()
+    torch.manual_seed(1)
+    t1 = multi(x, refine_mode="none").coarse_alpha
+    torch.manual_seed(1)
+    assert torch.equal(t1, plain(x, refine_mode="none").coarse_alpha)
+
+
+def test_coarse_scales_that_snap_alike_cost_one_pass() -> None:
+    from matting.models.network import coarse_levels
+
+    assert coarse_levels([8, 4, 4], 1100, 128) == [(8, 1), (4, 2)]
+    assert coarse_levels([8], 1100, 128) == [(8, 1)]
+
+
+def test_coarse_passes_below_the_floor_are_dropped_but_never_the_finest() -> None:
+    from matting.models.network import coarse_levels
+
+    # 800 / 8 = 100 px is below the floor (half of a 256 side): that pass goes.
+    assert coarse_levels([8, 4, 4], 800, 128) == [(4, 2)]
+    assert coarse_levels([8, 4, 4], 1025, 128) == [(8, 1), (4, 2)]
+    assert coarse_levels([2, 2], 200, 128) == [(2, 2)]  # the finest stays
+    # Traced sizes are symbolic: every pass runs, the dropped ones weighted 0.
+    t8, t4 = torch.tensor(8), torch.tensor(4)
+    levels = coarse_levels([t8, t4, t4], torch.tensor(800), 128)
+    assert [float(w) for _, w in levels] == [0.0, 1.0, 1.0]
+
+
+def test_a_dropped_pass_leaves_the_output_of_the_others() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(aspp_channels=16, decoder_channels=(16, 16, 8), coarse_long_side=64)
+    model = build_model(cfg).eval()
+    x = torch.rand(1, 3, 100, 60)
+    # Sides 48 and 64 both need factor 2 (50 px); 32 needs 4, 25 px <= 64 / 2: dropped.
+    multi = model(x, coarse_scales=(0.5, 0.75, 1.0))
+    one = model(x, coarse_scales=(1.0,))
+    assert torch.equal(multi.coarse_alpha, one.coarse_alpha)
+    # Side 128 (factor 1) adds a finer pass, whose grid the output takes.
+    finer = model(x, coarse_scales=(1.0, 2.0)).coarse_alpha
+    assert finer.shape[-2:] == (100, 60) and one.coarse_alpha.shape[-2:] == (50, 30)
+
+
+def test_coarse_scales_are_checked_and_pad_for_the_largest_factor() -> None:
+    from matting.runtime.base import patch_grid
+
+    with pytest.raises(ValueError, match="coarse_scales"):
+        ModelConfig(coarse_long_side=64, coarse_scales=(0.25,))  # side 16 < 32
+    with pytest.raises(ValueError, match="coarse_scales"):
+        ModelConfig(coarse_scales=(0.0,))
+    with pytest.raises(ValueError):
+        ModelConfig(coarse_scales=())
+    cfg = ModelConfig(coarse_long_side=256, coarse_scales=(1.5, 0.75, 1.0))
+    assert cfg.coarse_sides() == (192, 256, 384)
+    assert cfg.coarse_sides(128) == (96, 128, 192)
+    # 1004 px: side 192 needs factor 8, so 1004 pads to 1008 where factor 4 needs 1004.
+    assert patch_grid(1004, 600, cfg) == (252, 150)
+    assert patch_grid(1004, 600, ModelConfig(coarse_long_side=256)) == (251, 150)
+
+
 def test_clamp01_passes_gradient_only_in_training() -> None:
     from matting.models.layers import clamp01
 
