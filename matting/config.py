@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CONFIG_VERSION = 1
 
-BackboneName = Literal["mobilenetv2", "efficientnet_lite0", "resnet18", "resnet34", "resnet50"]
+BackboneName = Literal[
+    "mobilenetv2", "efficientnet_lite0", "efficientnet_lite1", "resnet18", "resnet34", "resnet50"
+]
 RefineMode = Literal["topk", "band", "full", "none"]
 # Bounds keep a hostile or mistyped config from building a network that cannot
 # exist (negative widths) or would exhaust memory before the first forward.
@@ -98,11 +100,12 @@ class ModelConfig(BaseModel):
         return 6 if self.background_input else 3
 
 
-# Named variants. "realtime" is the small MobileNetV2 model, "lite0" the EfficientNet-Lite0
-# one (ImageNet weights can start its training), "quality" the ResNet-50 one.
+# Named variants. "realtime" is the small MobileNetV2 model, "lite0" and "lite1" the
+# EfficientNet-Lite ones (ImageNet weights can start their training), "quality" the ResNet-50 one.
 PRESETS: dict[str, ModelConfig] = {
     "realtime": ModelConfig(backbone="mobilenetv2"),
     "lite0": ModelConfig(backbone="efficientnet_lite0"),
+    "lite1": ModelConfig(backbone="efficientnet_lite1"),
     "resnet18": ModelConfig(backbone="resnet18"),
     "resnet34": ModelConfig(backbone="resnet34"),
     "quality": ModelConfig(backbone="resnet50"),

@@ -72,7 +72,8 @@ class TrainConfig(_Strict):
     # Start from these weights (ignored when resuming a run in progress).
     init: Path | None = None
     # Without init: "imagenet" starts the backbone from ImageNet weights that a
-    # package ships (training.pretrained; efficientnet_lite0 only), else from scratch.
+    # package ships (training.pretrained; EfficientNet-Lite0 and -Lite1 only), else
+    # from scratch.
     backbone_weights: Literal["imagenet"] | None = None
     trainer: Literal["supervised", "mlb"] = "supervised"
     mlb: MLBConfig | None = None

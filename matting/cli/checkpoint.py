@@ -20,7 +20,8 @@ def checkpoint() -> None:
     default="realtime",
     show_default=True,
     help="Model variant: realtime (MobileNetV2), lite0 (EfficientNet-Lite0, the shipped "
-    "model's backbone), quality (ResNet-50), resnet18, resnet34, realtime-bgm, quality-bgm.",
+    "model's backbone), lite1 (EfficientNet-Lite1), quality (ResNet-50), resnet18, "
+    "resnet34, realtime-bgm, quality-bgm.",
 )
 @click.option(
     "-o",

@@ -39,9 +39,9 @@ class Backbone(nn.Module):
 
 
 def build_backbone(name: str, in_channels: int = 3, output_stride: int = 16) -> Backbone:
-    """Build a backbone by name: mobilenetv2, efficientnet_lite0, resnet18, resnet34
-    or resnet50."""
-    from matting.models.efficientnet_lite import EfficientNetLite0
+    """Build a backbone by name: mobilenetv2, efficientnet_lite0, efficientnet_lite1,
+    resnet18, resnet34 or resnet50."""
+    from matting.models.efficientnet_lite import EfficientNetLite
     from matting.models.mobilenetv2 import MobileNetV2
     from matting.models.resnet import resnet
 
@@ -49,9 +49,11 @@ def build_backbone(name: str, in_channels: int = 3, output_stride: int = 16) -> 
         raise ValueError(f"output_stride must be 16 or 32, got {output_stride}")
     if name == "mobilenetv2":
         return MobileNetV2(in_channels, output_stride)
-    if name == "efficientnet_lite0":
-        return EfficientNetLite0(in_channels, output_stride)
+    if name in ("efficientnet_lite0", "efficientnet_lite1"):
+        return EfficientNetLite(
+            in_channels, output_stride, variant=name.removeprefix("efficientnet_")
+        )
     if name in ("resnet18", "resnet34", "resnet50"):
         return resnet(name, in_channels, output_stride)
-    known = "mobilenetv2, efficientnet_lite0, resnet18, resnet34, resnet50"
+    known = "mobilenetv2, efficientnet_lite0, efficientnet_lite1, resnet18, resnet34, resnet50"
     raise ValueError(f"unknown backbone {name!r}; known: {known}")

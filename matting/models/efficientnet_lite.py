@@ -1,8 +1,11 @@
-"""EfficientNet-Lite0 (Tan and Le 2019, the Lite variant) written for the feature contract.
+"""EfficientNet-Lite0 and -Lite1 (Tan and Le 2019, the Lite variants) written for
+the feature contract.
 
 Lite0 is EfficientNet-B0 made for mobile runtimes: no squeeze-and-excitation,
 ReLU6 instead of swish, and a fixed 32-channel stem. Its inverted residual
-blocks are MobileNetV2's with 3x3 or 5x5 depthwise kernels. The final 1x1 conv
+blocks are MobileNetV2's with 3x3 or 5x5 depthwise kernels. Lite1 has the same
+widths and 1.1x the depth (stages 2-6 get ceil(1.1 n) blocks; the Lite variants
+keep the first and last stages at one block). The final 1x1 conv
 to 1280 channels only serves classification and is left out. With output
 stride 16 the last strided stage runs at stride 1 with dilation 2.
 
@@ -29,20 +32,31 @@ STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (6, 192, 4, 2, 5),
     (6, 320, 1, 1, 3),
 )
+# Blocks per stage of each variant.
+REPEATS: dict[str, tuple[int, ...]] = {
+    "lite0": tuple(stage[2] for stage in STAGES),
+    "lite1": (1, 3, 3, 4, 4, 5, 1),
+}
 # Stages after which a feature is taken: strides 2, 4, 8, 16 and the deepest.
 _TAPS = (0, 1, 2, 4, 6)
 # The ImageNet weights were trained with TensorFlow's BatchNorm epsilon.
 BN_EPS = 1e-3
 
 
-class EfficientNetLite0(Backbone):
-    def __init__(self, in_channels: int = 3, output_stride: int = 16) -> None:
+class EfficientNetLite(Backbone):
+    def __init__(
+        self, in_channels: int = 3, output_stride: int = 16, variant: str = "lite0"
+    ) -> None:
         super().__init__()
+        if variant not in REPEATS:
+            raise ValueError(
+                f"unknown EfficientNet-Lite variant {variant!r}; known: {sorted(REPEATS)}"
+            )
         self.stem = conv_bn_act(in_channels, 32, 3, stride=2, act=nn.ReLU6)
         stride, dilation, cin = 2, 1, 32
         stages: list[nn.Module] = []
         info: list[FeatureInfo] = []
-        for i, (t, c, n, s, k) in enumerate(STAGES):
+        for i, ((t, c, _, s, k), n) in enumerate(zip(STAGES, REPEATS[variant], strict=True)):
             if s == 2 and stride >= output_stride:
                 s, dilation = 1, dilation * 2
             stride *= s
