@@ -268,8 +268,9 @@ def param_groups(model: MattingNet, backbone_lr_scale: float) -> list[dict[str, 
 
 
 def _architecture(config: ModelConfig) -> dict[str, Any]:
-    """The config fields that shape the weights (run-time knobs left out)."""
-    return config.model_dump(exclude={"coarse_long_side", "refine_mode", "refine_fraction"})
+    """The config fields that shape the weights (run-time and serving knobs left out)."""
+    knobs = {"coarse_long_side", "refine_mode", "refine_fraction", "flip_average", "coarse_scales"}
+    return config.model_dump(exclude=knobs)
 
 
 def _strong(image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

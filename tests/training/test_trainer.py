@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from matting.checkpoint import load_checkpoint, read_checkpoint_info
-from tests.training.conftest import write_config
+from matting.errors import CheckpointError
+from tests.training.conftest import TINY_MODEL, write_config
 from training.config import load_config
 from training.trainer import Run, train
 
@@ -122,6 +123,24 @@ kind = "synthetic"
     assert moved, "the EMA update never reached the teacher"
     info = read_checkpoint_info(tmp_path / "student" / "model.safetensors")
     assert info.metadata["training"]["trainer"] == "mlb"
+
+
+def test_init_ignores_serving_knobs_but_not_the_architecture(tmp_path: Path) -> None:
+    first = load_config(write_config(tmp_path / "a.toml", f"steps = 1\noutput = 'a'\n{SYNTH}"))
+    path = train(first, progress=False)
+    stage = f"steps = 1\noutput = 'b'\ninit = '{path}'\n{SYNTH}"
+    # A stage may serve its result otherwise (the shipped student.toml does so).
+    knobs = TINY_MODEL.replace(" }", ", flip_average = true, coarse_scales = [0.75, 1.0, 1.5] }")
+    (tmp_path / "b.toml").write_text(knobs + stage, encoding="utf-8")
+    run = Run(load_config(tmp_path / "b.toml"), progress=False)
+    assert run.model.config.flip_average and run.model.config.coarse_scales == (0.75, 1.0, 1.5)
+    before, _ = load_checkpoint(path)
+    for name, t in before.state_dict().items():
+        assert torch.equal(t, run.model.state_dict()[name]), name
+    wider = TINY_MODEL.replace("aspp_channels = 16", "aspp_channels = 24")
+    (tmp_path / "c.toml").write_text(wider + stage, encoding="utf-8")
+    with pytest.raises(CheckpointError, match="architecture differs"):
+        Run(load_config(tmp_path / "c.toml"), progress=False)
 
 
 def test_cli_train_runs_and_reports_bad_configs(tmp_path: Path) -> None:
