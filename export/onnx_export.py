@@ -180,9 +180,13 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     cases: Sequence[ParityCase] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
+    tta: bool = True,
 ) -> Manifest:
-    """Export, gate and record every (variant, precision); returns the manifest."""
+    """Export, gate and record every (variant, precision); returns the manifest.
+    tta=False traces the model without its test-time augmentation."""
     model, _ = load_checkpoint(checkpoint)
+    if not tta:
+        model.config = model.config.without_test_time_augmentation()
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,15 @@ class ModelConfig(BaseModel):
                 )
         return self
 
+    def without_test_time_augmentation(self) -> ModelConfig:
+        """The same weights served with one unmirrored coarse pass: faster, the
+        model as trained (flip_average and coarse_scales are serving options)."""
+        return self.model_copy(update={"flip_average": False, "coarse_scales": (1.0,)})
+
+    @property
+    def test_time_augmentation(self) -> bool:
+        return self.flip_average or self.coarse_scales != (1.0,)
+
     def coarse_sides(self, long_side: int | None = None) -> tuple[int, ...]:
         """Long sides of the coarse passes in ascending order, for coarse_long_side
         or a caller's override of it; the first needs the largest factor, which

@@ -108,13 +108,20 @@ class Predictor:
 
 
 def load_predictor(
-    checkpoint: str | os.PathLike[str] | None, device: str = "auto", precision: str = "auto"
+    checkpoint: str | os.PathLike[str] | None,
+    device: str = "auto",
+    precision: str = "auto",
+    tta: bool = True,
 ) -> Predictor:
-    """Load a checkpoint (or the default model) onto a device at a precision."""
+    """Load a checkpoint (or the default model) onto a device at a precision;
+    tta=False serves it without its test-time augmentation (mirror and scale
+    averaging of the coarse stage), if it has any."""
     from matting.checkpoint import load_checkpoint
 
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     model, _ = load_checkpoint(path)
+    if not tta:
+        model.config = model.config.without_test_time_augmentation()
     return Predictor(model, dev, dtype)

@@ -32,12 +32,14 @@ def _wants_gpu(settings: Settings) -> bool:
     return torch.cuda.is_available()
 
 
-def default_onnx_dir(cache_dir: Path, log: Log) -> Path:
-    """The default model's ONNX export in the cache, made if missing."""
+def default_onnx_dir(cache_dir: Path, log: Log, tta: bool = True) -> Path:
+    """The default model's ONNX export in the cache, made if missing (one per
+    tta setting, since the augmentation is in the graphs)."""
     from matting.inference import default_checkpoint
 
     checkpoint = default_checkpoint()
-    target = cache_dir / f"default-onnx-{sha256_file(checkpoint)[:16]}"
+    plain = "" if tta else "-no-tta"
+    target = cache_dir / f"default-onnx-{sha256_file(checkpoint)[:16]}{plain}"
     if (target / "manifest.json").is_file():
         return target
     from export.onnx_export import export_onnx
@@ -48,7 +50,7 @@ def default_onnx_dir(cache_dir: Path, log: Log) -> Path:
     # leaves (or loads) a half-written directory.
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=cache_dir))
     try:
-        export_onnx(checkpoint, tmp, precisions=("fp32",), log=log)
+        export_onnx(checkpoint, tmp, precisions=("fp32",), log=log, tta=tta)
         try:
             os.replace(tmp, target)
         except OSError:
@@ -72,12 +74,13 @@ def load_service_backend(settings: Settings, log: Log = lambda _m: None) -> Back
             device=settings.device,
             precision=settings.precision,
             threads=settings.threads,
+            tta=settings.tta,
         )
-    export_dir = default_onnx_dir(settings.cache_dir, log)
+    export_dir = default_onnx_dir(settings.cache_dir, log, settings.tta)
     try:
         return load_backend(export_dir, "onnxruntime", device="cpu", threads=settings.threads)
     except ManifestError as e:  # a damaged cache: export again, once
         log(f"the cached export is unusable ({e}); exporting again")
         shutil.rmtree(export_dir, ignore_errors=True)
-        export_dir = default_onnx_dir(settings.cache_dir, log)
+        export_dir = default_onnx_dir(settings.cache_dir, log, settings.tta)
         return load_backend(export_dir, "onnxruntime", device="cpu", threads=settings.threads)

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "fp16"] = "auto"  # auto: fp16 on a GPU
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads
+    # The model's test-time augmentation (the default model averages mirrored and
+    # rescaled coarse passes: x1.0-2.6 the time). False serves one pass; an export
+    # directory must then have been exported with --no-tta.
+    tta: bool = True
     cache_dir: Path = Field(default_factory=default_cache_dir)
 
     host: str = "127.0.0.1"

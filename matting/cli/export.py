@@ -37,6 +37,13 @@ def export() -> None:
     help="Also export the dense-refinement graph (for `matting bench`).",
 )
 @click.option("--opset", type=click.IntRange(min=17), default=17, show_default=True)
+@click.option(
+    "--tta/--no-tta",
+    default=True,
+    show_default=True,
+    help="Keep the model's test-time augmentation (mirror and scale averaging) in the "
+    "graphs; --no-tta exports one coarse pass.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the manifest path.")
 def onnx(
     checkpoint: Path | None,
@@ -44,6 +51,7 @@ def onnx(
     precisions: tuple[str, ...],
     dense: bool,
     opset: int,
+    tta: bool,
     quiet: bool,
 ) -> None:
     """Trace, check (onnx.checker, ONNX Runtime parity) and write OUT/manifest.json."""
@@ -61,6 +69,7 @@ def onnx(
         variants=("sparse", "dense") if dense else ("sparse",),
         opset=opset,
         log=log,
+        tta=tta,
     )
     for a in manifest.artifacts:
         worst = a.max_alpha_error

@@ -158,6 +158,13 @@ def _resolve_format(out: Path, fmt: str | None) -> str:
     help="Share of 4x4 patches refined in topk mode.",
 )
 @click.option(
+    "--tta/--no-tta",
+    default=True,
+    show_default=True,
+    help="Test-time augmentation the model is served with (the default model averages "
+    "mirrored and rescaled coarse passes); --no-tta runs one pass: faster, a little worse.",
+)
+@click.option(
     "--max-pixels",
     type=click.IntRange(1),
     default=40_000_000,
@@ -177,6 +184,7 @@ def image(
     precision: str,
     refine_mode: str | None,
     refine_fraction: float | None,
+    tta: bool,
     max_pixels: int,
     quiet: bool,
 ) -> None:
@@ -196,7 +204,7 @@ def image(
     limits = ImageLimits(max_pixels=max_pixels)
 
     bg = _background(background, limits) if kind == "composite" else None
-    predictor = load_predictor(checkpoint, device, precision)
+    predictor = load_predictor(checkpoint, device, precision, tta=tta)
     if predictor.needs_background and plate is None:
         raise InputError("this model is background-guided: pass --plate with the empty scene")
     if not predictor.needs_background and plate is not None:

@@ -65,10 +65,13 @@ def load_backend(
     precision: str = "auto",
     variant: Variant = "sparse",
     threads: int | None = None,
+    tta: bool = True,
 ) -> Backend:
     """Load a backend from a checkpoint (.safetensors) or an export directory.
 
-    None means the shipped default model on torch.
+    None means the shipped default model on torch. tta=False drops a checkpoint's
+    test-time augmentation; an export has it in its graphs, so there it must have
+    been exported without (`matting export onnx --no-tta`).
     """
     if source is None or Path(source).suffix == ".safetensors":
         if backend not in ("auto", "torch"):
@@ -80,8 +83,13 @@ def load_backend(
         from matting.runtime.torch_backend import TorchBackend
 
         path = Path(source) if source is not None else default_checkpoint()
-        return TorchBackend(path, device=device, precision=precision, variant=variant)
+        return TorchBackend(path, device=device, precision=precision, variant=variant, tta=tta)
     manifest = read_manifest(source)
+    if not tta and manifest.model.test_time_augmentation:
+        raise ManifestError(
+            f"{source} was exported with test-time augmentation in its graphs; export it "
+            "again with `matting export onnx --no-tta`, or serve it with tta on"
+        )
     root = Path(source) if Path(source).is_dir() else Path(source).parent
     if backend == "torch":
         raise ManifestError("an export directory runs on onnxruntime or tensorrt, not torch")

@@ -26,10 +26,13 @@ class TorchBackend(Backend):
         device: str = "auto",
         precision: str = "auto",
         variant: str = "sparse",
+        tta: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         model, _ = load_checkpoint(checkpoint)
+        if not tta:
+            model.config = model.config.without_test_time_augmentation()
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.variant = variant
         self.info = BackendInfo(

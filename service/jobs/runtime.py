@@ -65,7 +65,9 @@ def load_worker_backend(settings: Settings, log: Log = log.info) -> Backend:
 
     model = Path(settings.model) if settings.model else default_checkpoint()
     if settings.backend in ("auto", "torch") and model.suffix == ".safetensors":
-        return TorchBackend(model, device=settings.device, precision=settings.precision)
+        return TorchBackend(
+            model, device=settings.device, precision=settings.precision, tta=settings.tta
+        )
     log("the worker's backend cannot skip unchanged patches; temporal sparsity only carries over")
     return load_service_backend(settings, log)
 

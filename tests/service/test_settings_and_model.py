@@ -89,6 +89,19 @@ def test_default_model_is_exported_once_and_a_damaged_cache_is_redone(tmp_path: 
     backend = load_service_backend(settings, logs.append)
     assert any("exporting again" in m for m in logs)
     assert backend.info.name == "onnxruntime"
+    assert backend.info.model.test_time_augmentation  # the shipped model's averaging
+
+
+def test_default_model_without_tta_gets_its_own_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MATTING_TTA", "false")
+    settings = Settings(cache_dir=tmp_path, device="cpu")
+    assert not settings.tta
+    backend = load_service_backend(settings, lambda _m: None)
+    assert not backend.info.model.test_time_augmentation
+    [export_dir] = tmp_path.glob("default-onnx-*")
+    assert export_dir.name.endswith("-no-tta")
 
 
 def test_png_level_trades_cpu_for_bytes() -> None:
