@@ -240,7 +240,8 @@ def retyped(specs: Sequence[TensorSpec], dtypes: dict[str, str]) -> tuple[Tensor
 
 
 def _source_model(manifest: Manifest, checkpoint: str | os.PathLike[str] | None) -> MattingNet:
-    """The float32 PyTorch model the graph came from, checked by its weights digest."""
+    """The float32 PyTorch model the graph came from, checked by its weights digest,
+    served as the graph was exported (with or without test-time augmentation)."""
     from matting.checkpoint import load_checkpoint, weights_digest
     from matting.inference import default_checkpoint
 
@@ -252,6 +253,10 @@ def _source_model(manifest: Manifest, checkpoint: str | os.PathLike[str] | None)
             f"digest differs from the manifest's {manifest.checkpoint_sha256[:16]}...); "
             "the parity gate needs that checkpoint: pass it with --checkpoint"
         )
+    exported = manifest.model
+    model.config = model.config.model_copy(
+        update={"flip_average": exported.flip_average, "coarse_scales": exported.coarse_scales}
+    )
     return model.float().eval()
 
 

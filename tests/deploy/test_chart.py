@@ -237,6 +237,19 @@ def test_engine_build_refuses_an_export_directory_as_its_checkpoint() -> None:
     (init,) = pod_spec(one(docs, "Deployment", "-worker"))["initContainers"]
     onnx = container_commands(["sh", "-c", init["args"][0]])[0]
     assert onnx[onnx.index("--checkpoint") + 1] == "/models/quality.safetensors"
+    assert "--no-tta" not in onnx
+
+
+def test_engine_build_follows_the_tta_setting() -> None:
+    for tta, flag in ((False, True), ("false", True), (True, False)):
+        values = values_of("gpu-keda")
+        values.setdefault("settings", {})["tta"] = tta
+        docs = manifests(render(values))
+        assert one(docs, "ConfigMap")["data"]["MATTING_TTA"] == str(tta).lower()
+        (init,) = pod_spec(one(docs, "Deployment", "-api"))["initContainers"]
+        onnx = container_commands(["sh", "-c", init["args"][0]])[0]
+        check_cli(onnx)
+        assert ("--no-tta" in onnx) == flag
 
 
 def test_autoscaled_deployments_leave_replicas_to_the_autoscaler() -> None:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from export.onnx_export import export_onnx
+from export.tensorrt import _source_model
 from matting.checkpoint import save_checkpoint
 from matting.cli import cli
 from matting.errors import ManifestError
@@ -75,6 +76,9 @@ def test_torch_backend_and_exports_follow_the_option(
     without = tmp_path / "without"
     export_onnx(augmented_checkpoint, without, precisions=("fp32",), cases=QUICK_CASES, tta=False)
     assert not read_manifest(without).model.test_time_augmentation
+    # The TensorRT parity gate compares an engine with the model as it was exported.
+    assert not _source_model(read_manifest(without), augmented_checkpoint).config.flip_average
+    assert _source_model(read_manifest(with_tta), augmented_checkpoint).config.flip_average
     backend = load_backend(without, "onnxruntime", device="cpu", tta=False)
     rgb = _photo(96, 128)
     got = backend.infer(rgb[None]).alpha[0]

@@ -206,6 +206,11 @@ The init container that builds a TensorRT engine on the pod's GPU:
 {{- end }}
 {{- $ckpt = printf " --checkpoint %s" (squote $v.model.path) }}
 {{- end }}
+{{- /* MATTING_TTA=false serves one coarse pass; the graphs must then be traced without it */}}
+{{- $tta := "" }}
+{{- if and (hasKey $v.settings "tta") (eq (toString $v.settings.tta) "false") }}
+{{- $tta = " --no-tta" }}
+{{- end }}
 {{- $profiles := "" }}
 {{- range $v.model.buildEngine.profiles }}{{ $profiles = printf "%s --profile %s" $profiles (squote .) }}{{ end }}
 - name: build-engine
@@ -215,7 +220,7 @@ The init container that builds a TensorRT engine on the pod's GPU:
   args:
     - >-
       set -e;
-      matting export onnx{{ $ckpt }} --out /engines/onnx --quiet;
+      matting export onnx{{ $ckpt }}{{ $tta }} --out /engines/onnx --quiet;
       matting export tensorrt --onnx /engines/onnx --out /engines/tensorrt
       --max-batch {{ $v.model.buildEngine.maxBatch }} --workspace-gib {{ $v.model.buildEngine.workspaceGiB }}{{ $profiles }}
   securityContext:
