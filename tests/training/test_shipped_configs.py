@@ -1,5 +1,6 @@
-"""The configs that train the shipped model load, and none of them lets a held-out
-photo into training: not as a training image, and not as a background."""
+"""The configs that train the shipped model (and the learning curve's) load, and none
+of them lets a held-out photo into training: not as a training image, and not as a
+background."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from matting.inference import DEFAULT_CHECKPOINT
 from training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((ROOT / "configs" / "default").glob("*.toml"))
+CONFIGS = sorted((ROOT / "configs" / "default").glob("*.toml")) + sorted(
+    (ROOT / "configs" / "learning_curve").glob("*.toml")
+)
 HELD_OUT = (ROOT / "configs" / "splits" / "human-seg-heldout.txt").resolve()
 
 
@@ -20,7 +23,7 @@ def test_there_are_shipped_configs() -> None:
     assert {p.stem for p in CONFIGS} >= {"pretrain", "teacher", "student", "finetune"}
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_held_out_split_is_never_trained_on(path: Path) -> None:
     cfg = load_config(path)  # paths are resolved, not opened: no data needed
     for src in cfg.data:
