@@ -101,6 +101,9 @@ class TrainConfig(_Strict):
     loss: LossWeights = LossWeights()
     seed: int = 0
     device: str = "auto"
+    # Processes that draw and augment batches ahead of the step (0: the training
+    # process does it between steps). A hardware setting: results do not depend on it.
+    workers: int = Field(0, ge=0, le=64)
     amp: bool = True  # bfloat16/float16 autocast on CUDA only
     log_every: int = Field(10, ge=1)
     save_every: int = Field(200, ge=1)

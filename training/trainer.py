@@ -24,9 +24,10 @@ from matting.inference import resolve_device
 from matting.models.network import MattingNet, build_model
 from training.config import TrainConfig
 from training.data.mixture import Mixture, build_mixture
+from training.inputs import InputMaker, StepInputs, step_inputs
 from training.mlb import ema_update
 from training.state import load_state, lr_factor, save_state
-from training.steps import forward, matting_losses, prepare, teacher_labels
+from training.steps import forward, matting_losses, teacher_labels
 
 LOG_FILE = "log.csv"
 MODEL_FILE = "model.safetensors"
@@ -64,6 +65,9 @@ class Run:
         if cfg.trainer == "mlb":
             self._setup_mlb()
         self.mixture = build_mixture(cfg, self._student_sources(), self._student_batch())
+        self.make_inputs = InputMaker(
+            self.mixture, self.matte_mixture, cfg.seed, cfg.seg_band, mlb=self.teacher is not None
+        )
         self.step = 0
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -162,29 +166,27 @@ class Run:
 
     # -- one step -------------------------------------------------------------
 
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
-
-    def train_step(self) -> dict[str, float]:
+    def train_step(self, inputs: StepInputs | None = None) -> dict[str, float]:
+        """One optimiser step; `inputs` are this step's, made here when not given."""
         cfg = self.cfg
         factor = lr_factor(self.step, cfg.warmup_steps, cfg.steps)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * factor
-        gen = self._generator()
-        batch = self.mixture.batch(self.step)
+        if inputs is None:
+            inputs = self.make_inputs(self.step)
         self.model.train()
         if self.teacher is None:
-            p = prepare(batch, gen, strong=True, seg_band=cfg.seg_band)
+            p = inputs.prepared
         else:
-            # Augmentation runs on the CPU (its generator lives there); the teacher
-            # then labels the weak view on the training device.
-            weak = _to(prepare(batch, gen, strong=False, seg_band=cfg.seg_band), self.device)
+            # Augmentation ran on the CPU; the teacher labels the weak view on the
+            # training device, and the student sees the strong one.
+            weak = _to(inputs.prepared, self.device)
             with self._autocast():
                 p = teacher_labels(self.teacher, weak, cfg.refine_fraction, cfg.coarse_long_side)
-            p.image = _strong(p.image, gen)
-            if self.matte_mixture is not None:
-                extra = prepare(self.matte_mixture.batch(self.step), gen, True, cfg.seg_band)
-                p = _concat(p, extra)
+            assert inputs.strong is not None
+            p.image = inputs.strong.to(self.device)
+            if inputs.extra is not None:
+                p = _concat(p, inputs.extra)
         p = _to(p, self.device)
         with self._autocast():
             out = forward(self.model, p.image, cfg.refine_fraction, cfg.coarse_long_side)
@@ -219,27 +221,37 @@ class Run:
             dynamic_ncols=True,
         )
         try:
-            while self.step < cfg.steps:
-                t0 = time.perf_counter()
-                row = self.train_step()
-                rate = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
-                row = {
-                    "step": self.step,
-                    "lr": self.optimizer.param_groups[-1]["lr"],
-                    **row,
-                    "samples_per_s": rate,
-                }
-                _append_log(cfg.output / LOG_FILE, row)
-                if on_step is not None:
-                    on_step(self.step, row)
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{rate:.1f}")
-                if self.step % cfg.save_every == 0 or self.step == cfg.steps:
-                    self.save()
+            with step_inputs(self.make_inputs, self.step, cfg.steps, cfg.workers) as inputs:
+                self._loop(inputs, bar, on_step)
         finally:
             bar.close()
         return cfg.output / MODEL_FILE
+
+    def _loop(
+        self,
+        inputs: Any,
+        bar: Any,
+        on_step: Callable[[int, dict[str, float]], None] | None,
+    ) -> None:
+        cfg = self.cfg
+        while self.step < cfg.steps:
+            t0 = time.perf_counter()  # the wait for the inputs counts in the rate
+            row = self.train_step(next(inputs))
+            rate = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+            row = {
+                "step": self.step,
+                "lr": self.optimizer.param_groups[-1]["lr"],
+                **row,
+                "samples_per_s": rate,
+            }
+            _append_log(cfg.output / LOG_FILE, row)
+            if on_step is not None:
+                on_step(self.step, row)
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{rate:.1f}")
+            if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                self.save()
 
 
 def train(cfg: TrainConfig, progress: bool = True, resume: bool = True) -> Path:
@@ -271,12 +283,6 @@ def _architecture(config: ModelConfig) -> dict[str, Any]:
     """The config fields that shape the weights (run-time and serving knobs left out)."""
     knobs = {"coarse_long_side", "refine_mode", "refine_fraction", "flip_average", "coarse_scales"}
     return config.model_dump(exclude=knobs)
-
-
-def _strong(image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    from training import augment
-
-    return augment.degrade(augment.color_jitter(image.cpu(), gen), gen).to(image.device)
 
 
 def _to(p: Any, device: torch.device) -> Any:

@@ -20,6 +20,11 @@ import click
     "--output", type=click.Path(file_okay=False, path_type=Path), help="Override the run folder."
 )
 @click.option("--device", help="Override the device (auto, cpu, cuda, cuda:N).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0, max=64),
+    help="Override the number of processes that make batches ahead (0: none).",
+)
 @click.option("--fresh", is_flag=True, help="Ignore a saved state and start from step 0.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(
@@ -27,6 +32,7 @@ def train(
     steps: int | None,
     output: Path | None,
     device: str | None,
+    workers: int | None,
     fresh: bool,
     progress: bool,
 ) -> None:
@@ -36,7 +42,8 @@ def train(
     from training.trainer import train as run_training
 
     cfg = load_config(config_path)
-    update = {k: v for k, v in {"steps": steps, "output": output, "device": device}.items() if v}
+    given = {"steps": steps, "output": output, "device": device, "workers": workers}
+    update = {k: v for k, v in given.items() if v is not None}
     if update:
         cfg = cfg.model_copy(update=update)
     path = run_training(cfg, progress=progress, resume=not fresh)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,9 @@ import pytest
 import torch
 
 from matting.checkpoint import load_checkpoint, read_checkpoint_info
-from matting.errors import CheckpointError
-from tests.training.conftest import TINY_MODEL, write_config
-from training.config import load_config
+from matting.errors import CheckpointError, InputError
+from tests.training.conftest import TINY_MODEL, write_config, write_pairs
+from training.config import TrainConfig, load_config
 from training.trainer import Run, train
 
 SYNTH = """
@@ -55,14 +56,33 @@ class _StopError(Exception):
     pass
 
 
-def test_resume_gives_the_same_state_as_an_uninterrupted_run(tmp_path: Path) -> None:
-    body = f"steps = 5\n{SYNTH}"
-    whole = load_config(write_config(tmp_path / "w.toml", body + "\n")).model_copy(
-        update={"output": tmp_path / "whole"}
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory: pytest.TempPathFactory) -> TrainConfig:
+    """A 5-step run made without interruption and without workers."""
+    tmp = tmp_path_factory.mktemp("whole")
+    whole = load_config(write_config(tmp / "w.toml", f"steps = 5\n{SYNTH}\n")).model_copy(
+        update={"output": tmp / "whole"}
     )
     train(whole, progress=False)
+    return whole
 
-    cut = whole.model_copy(update={"output": tmp_path / "cut"})
+
+def _assert_same_run(a_dir: Path, b_dir: Path) -> None:
+    a = torch.load(a_dir / "state.pt", weights_only=True)
+    b = torch.load(b_dir / "state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 5
+    for name, t in a["model"].items():
+        assert torch.equal(t, b["model"][name]), name
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    la, lb = _log(a_dir / "log.csv"), _log(b_dir / "log.csv")
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb]  # step 3 logged once
+
+
+def test_resume_gives_the_same_state_as_an_uninterrupted_run(
+    tmp_path: Path, whole_run: TrainConfig
+) -> None:
+    cut = whole_run.model_copy(update={"output": tmp_path / "cut"})
     run = Run(cut, progress=False)
 
     def stop_after_three(step: int, row: dict[str, float]) -> None:
@@ -74,16 +94,56 @@ def test_resume_gives_the_same_state_as_an_uninterrupted_run(tmp_path: Path) -> 
     resumed = Run(cut, progress=False)
     assert resumed.resume() and resumed.step == 2
     resumed.train()
+    _assert_same_run(whole_run.output, cut.output)
 
-    a = torch.load(tmp_path / "whole" / "state.pt", weights_only=True)
-    b = torch.load(tmp_path / "cut" / "state.pt", weights_only=True)
-    assert a["step"] == b["step"] == 5
-    for name, t in a["model"].items():
-        assert torch.equal(t, b["model"][name]), name
-    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
-    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
-    la, lb = _log(tmp_path / "whole" / "log.csv"), _log(tmp_path / "cut" / "log.csv")
-    assert [r["loss"] for r in la] == [r["loss"] for r in lb]  # step 3 logged once
+
+def test_workers_make_the_same_run_resume_and_leave_no_process(
+    tmp_path: Path, whole_run: TrainConfig
+) -> None:
+    """Batches made ahead in worker processes give the run made without them, bit
+    for bit, through a crash and a resume; the workers end with the run."""
+    pooled = whole_run.model_copy(update={"output": tmp_path / "pooled", "workers": 2})
+    children: list[int] = []
+
+    def stop_after_three(step: int, row: dict[str, float]) -> None:
+        children.append(len(multiprocessing.active_children()))
+        if step == 3:
+            raise _StopError
+
+    with pytest.raises(_StopError):
+        Run(pooled, progress=False).train(on_step=stop_after_three)
+    assert min(children) >= 2, "no worker processes made the batches"
+    assert multiprocessing.active_children() == []
+    resumed = Run(pooled, progress=False)
+    assert resumed.resume() and resumed.step == 2
+    resumed.train()
+    assert multiprocessing.active_children() == []
+    _assert_same_run(whole_run.output, pooled.output)
+
+
+def test_a_bad_photo_fails_the_same_way_with_and_without_workers(tmp_path: Path) -> None:
+    seg = write_pairs(tmp_path / "seg", "images", "masks", 5, (48, 64), 1)
+    (seg / "images" / "002.jpg").write_bytes(b"\xff\xd8 truncated")
+    body = f"""steps = 4
+crop = 64
+coarse_long_side = 32
+batch_size = 2
+[[data]]
+kind = "segmentation"
+path = "{seg}"
+"""
+    cfg = load_config(write_config(tmp_path / "c.toml", body))
+    messages = []
+    for workers in (0, 2):
+        run = Run(
+            cfg.model_copy(update={"workers": workers, "output": tmp_path / f"w{workers}"}),
+            progress=False,
+        )
+        with pytest.raises(InputError, match=r"002\.jpg") as caught:
+            run.train()
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and "Traceback" not in messages[1]
+    assert multiprocessing.active_children() == []
 
 
 def test_mlb_student_learns_from_blended_labels(tmp_path: Path, seg_folder: Path) -> None:
@@ -146,7 +206,7 @@ def test_init_ignores_serving_knobs_but_not_the_architecture(tmp_path: Path) -> 
 def test_cli_train_runs_and_reports_bad_configs(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.toml", f"steps = 2\noutput = 'cli'\n{SYNTH}")
     cmd = [sys.executable, "-m", "matting.cli", "train", "--config", str(cfg), "--no-progress"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*cmd, "--workers", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("model.safetensors")
     bad = tmp_path / "bad.toml"
